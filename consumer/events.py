@@ -1,0 +1,159 @@
+"""Event contracts: one pydantic model per topic value.
+
+These models are the public API of ticketsort: routing services read
+``ClassifiedTicket`` and ``ReviewRequest``, reviewers write ``LabeledTicket``.
+Each carries ``event_type`` and ``schema_version``; a change that removes or
+retypes a field bumps the version. ``python -m consumer schemas`` exports them
+as JSON Schema into ``consumer/schemas/`` so services in other languages can
+validate what they read. Message keys are always the ticket id.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+TicketId = str
+Channel = Literal["email", "web_form", "chat", "api", "phone", "social", "other"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode("utf-8")
+
+
+class RawTicket(_Event):
+    """A ticket as the help desk sends it to ``tickets.raw``."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"title": "ticketsort raw ticket v1"}
+    )
+
+    event_type: Literal["ticket.raw"] = "ticket.raw"
+    schema_version: Literal[1] = 1
+    id: TicketId = Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")
+    subject: str | None = Field(default=None, max_length=2000)
+    body: str
+    channel: Channel = "email"
+    created_at: datetime = Field(default_factory=utcnow)
+    customer_id: str | None = Field(default=None, max_length=200)
+    account_id: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, max_length=35)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("body")
+    @classmethod
+    def _body_has_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("body is empty")
+        return value
+
+
+class CategoryScore(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    category: str
+    score: float = Field(ge=0, le=1)
+
+
+class _Classification(_Event):
+    ticket: RawTicket
+    category: str
+    confidence: float = Field(ge=0, le=1)
+    scores: list[CategoryScore] = Field(description="Top-k categories, best first.")
+    model_version: str
+    classified_at: datetime = Field(default_factory=utcnow)
+
+
+class ClassifiedTicket(_Classification):
+    """A confidently classified ticket on ``tickets.classified``."""
+
+    event_type: Literal["ticket.classified"] = "ticket.classified"
+    schema_version: Literal[1] = 1
+
+
+class ReviewRequest(_Classification):
+    """A ticket the model is not sure about, on ``tickets.review``."""
+
+    event_type: Literal["ticket.review"] = "ticket.review"
+    schema_version: Literal[1] = 1
+    reason: Literal["low_confidence", "requeued"] = "low_confidence"
+    threshold: float = Field(ge=0, le=1)
+    attempts: int = Field(default=0, ge=0, description="Times a reviewer skipped it.")
+
+
+class LabeledTicket(_Event):
+    """A ticket with a trusted label, on the archive topic ``tickets.labeled``."""
+
+    event_type: Literal["ticket.labeled"] = "ticket.labeled"
+    schema_version: Literal[1] = 1
+    ticket: RawTicket
+    label: str = Field(min_length=1, max_length=200)
+    label_source: Literal["history", "reviewer"]
+    labeled_by: str | None = None
+    labeled_at: datetime = Field(default_factory=utcnow)
+    model_suggestion: str | None = None
+    model_version: str | None = None
+
+
+class DeadLetter(_Event):
+    """A record that could not be read, on ``tickets.dead-letter``.
+
+    ``original_value`` holds the record's bytes as base64; the same source and
+    error fields are also set as message headers.
+    """
+
+    event_type: Literal["ticket.dead_letter"] = "ticket.dead_letter"
+    schema_version: Literal[1] = 1
+    original_key: str | None = Field(description="base64 of the original key")
+    original_value: str | None = Field(description="base64 of the original value")
+    original_size: int = Field(ge=0)
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    error_type: str
+    error_message: str
+    failed_at: datetime = Field(default_factory=utcnow)
+
+
+CONTRACTS: dict[str, type[_Event]] = {
+    "raw_ticket": RawTicket,
+    "classified_ticket": ClassifiedTicket,
+    "review_request": ReviewRequest,
+    "labeled_ticket": LabeledTicket,
+    "dead_letter": DeadLetter,
+}
+
+
+def json_schemas() -> dict[str, str]:
+    """File name -> JSON Schema text for every contract."""
+    out: dict[str, str] = {}
+    for name, model in CONTRACTS.items():
+        version = model.model_fields["schema_version"].default
+        schema = model.model_json_schema(mode="serialization")
+        schema["$id"] = f"https://ticketsort.local/schemas/{name}.v{version}.json"
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        out[f"{name}.v{version}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return out
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file_name, text in json_schemas().items():
+        path = directory / file_name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

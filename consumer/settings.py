@@ -1,0 +1,163 @@
+"""The one settings class of ticketsort.
+
+Every value can come from the environment with the ``TICKETSORT_`` prefix and
+``__`` between nested names (``TICKETSORT_BATCHING__MAX_BATCH=64``), from a
+``.env`` file, or from keyword arguments (tests). ``KAFKA_BOOTSTRAP_SERVERS``
+is honoured too, so one variable points every command at an external cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_BOOTSTRAP = "127.0.0.1:19092"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or LOCAL_BOOTSTRAP
+
+
+class KafkaSettings(BaseModel):
+    """Connection to the cluster. Unknown librdkafka keys go in ``extra``."""
+
+    bootstrap_servers: str = Field(default_factory=_default_bootstrap)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    client_id: str = "ticketsort"
+    group_id: str = "ticketsort-classifier"
+    extra: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka configuration common to every client."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "client.id": self.client_id,
+        }
+        optional: dict[str, str | SecretStr | None] = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password,
+        }
+        for key, value in optional.items():
+            if value is None:
+                continue
+            conf[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        conf.update(self.extra)
+        return conf
+
+
+class TopicSettings(BaseModel):
+    raw: str = "tickets.raw"
+    classified: str = "tickets.classified"
+    review: str = "tickets.review"
+    dead_letter: str = "tickets.dead-letter"
+    labeled: str = "tickets.labeled"
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    max_message_bytes: int = Field(default=1_048_588, ge=1024)
+
+
+class ModelSettings(BaseModel):
+    """Where models live and how they are run."""
+
+    base_model: str | None = Field(
+        default=None,
+        description="Local Hugging Face model folder; default: the bundled all-MiniLM-L6-v2.",
+    )
+    store: Path = REPO_ROOT / "models"
+    path: Path | None = Field(
+        default=None, description="Serve this model folder instead of <store>/current."
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "int8", "bf16", "fp16"] = "auto"
+    max_length: int = Field(default=128, ge=8, le=512)
+    threads: int | None = Field(default=None, ge=1)
+    reload_interval_s: float = Field(default=5.0, gt=0)
+
+
+class BatchingSettings(BaseModel):
+    max_batch: int = Field(default=32, ge=1)
+    max_wait_ms: int = Field(default=50, ge=0)
+    max_in_flight: int = Field(
+        default=2000, ge=1, description="Undelivered outputs before pausing."
+    )
+
+
+class ValidationSettings(BaseModel):
+    max_body_bytes: int = Field(default=64 * 1024, ge=64)
+    max_clean_chars: int = Field(default=2000, ge=64)
+    dead_letter_window: int = Field(default=500, ge=10)
+    dead_letter_max_ratio: float = Field(default=0.5, gt=0, le=1)
+
+
+class RoutingSettings(BaseModel):
+    threshold: float | None = Field(
+        default=None, ge=0, le=1, description="Override the model's calibrated review threshold."
+    )
+    per_category: dict[str, float] = Field(default_factory=dict)
+    top_k: int = Field(default=3, ge=1)
+
+
+class ConsumerSettings(BaseModel):
+    processing: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    log_ticket_text: bool = False
+    poll_timeout_s: float = Field(default=0.1, gt=0)
+    transactional_id: str | None = None
+
+
+class TrainingSettings(BaseModel):
+    min_examples: int = Field(default=20, ge=1)
+    target_accuracy: float = Field(default=0.99, gt=0, le=1)
+    snapshot_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class LoggingSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TICKETSORT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()
