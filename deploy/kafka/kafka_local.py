@@ -520,7 +520,7 @@ def _start_locked(timeout: float) -> str:
         )
     _children[proc.pid] = proc
     _write_pid(proc.pid)
-    _say(f"started broker pid {proc.pid}, waiting up to {timeout:.0f} s for it to serve")
+    _say(f"started broker pid {proc.pid}, waiting up to {timeout:g} s for it to serve")
 
     deadline = time.monotonic() + timeout
     logged = False
@@ -536,7 +536,7 @@ def _start_locked(timeout: float) -> str:
         if time.monotonic() >= deadline:
             _terminate(proc.pid)
             _pid_file().unlink(missing_ok=True)
-            raise BrokerError(f"broker did not serve within {timeout:.0f} s (stopped it)")
+            raise BrokerError(f"broker did not serve within {timeout:g} s (stopped it)")
         time.sleep(0.25)
 
 
@@ -562,7 +562,7 @@ def _wait_serving_or_gone(pid: int, timeout: float) -> bool:
             return True
         if time.monotonic() >= deadline:
             raise BrokerError(
-                f"broker pid {pid} is running but not serving after {timeout:.0f} s "
+                f"broker pid {pid} is running but not serving after {timeout:g} s "
                 "(not starting a second one; run `down` first)"
             )
         time.sleep(0.25)
@@ -594,7 +594,7 @@ def start_again(timeout: float = DEFAULT_TIMEOUT_S) -> str:
         if pid is not None:
             if _serving():
                 return bootstrap_address()
-            if not _wait_gone(pid, STOP_GRACE_S):
+            if not _wait_gone(pid, min(timeout, STOP_GRACE_S)):
                 raise BrokerError(
                     f"broker pid {pid} is alive but not serving (SIGSTOPped?); "
                     "send SIGCONT or call stop() first"

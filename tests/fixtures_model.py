@@ -1,0 +1,1 @@
+"""Model fixtures (a tiny trained model folder); filled in by the training work."""

@@ -1,0 +1,82 @@
+"""Event contracts: validation errors name the field; exported schemas are current."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from pydantic import ValidationError
+
+from consumer.__main__ import check_schemas
+from consumer.events import (
+    CONTRACTS,
+    SCHEMA_DIR,
+    ClassifiedTicket,
+    LabeledTicket,
+    RawTicket,
+    json_schemas,
+)
+
+
+def test_raw_ticket_round_trips_through_json() -> None:
+    ticket = RawTicket(id="t-1", subject="Invoice", body="I was charged twice", customer_id="c9")
+    again = RawTicket.model_validate_json(ticket.to_bytes())
+    assert again == ticket
+    assert again.event_type == "ticket.raw" and again.schema_version == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"id": "t-1"}, "body"),
+        ({"id": "t-1", "body": 42}, "body"),
+        ({"id": "t-1", "body": "   "}, "body"),
+        ({"body": "hello"}, "id"),
+        ({"id": "has space", "body": "hello"}, "id"),
+        ({"id": "t-1", "body": "x", "channel": "carrier-pigeon"}, "channel"),
+        ({"id": "t-1", "body": "x", "created_at": "yesterday"}, "created_at"),
+        ({"id": "t-1", "body": "x", "schema_version": 2}, "schema_version"),
+        ({"id": "t-1", "body": "x", "unexpected": True}, "unexpected"),
+    ],
+)
+def test_malformed_payload_is_rejected_naming_the_field(payload: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        RawTicket.model_validate_json(json.dumps(payload))
+    fields = {".".join(str(p) for p in err["loc"]) for err in info.value.errors()}
+    assert field in fields, fields
+
+
+def test_exported_schemas_are_current() -> None:
+    expected = json_schemas()
+    assert set(expected) == {p.name for p in SCHEMA_DIR.glob("*.json")}
+    for name, text in expected.items():
+        assert (SCHEMA_DIR / name).read_text(encoding="utf-8") == text, (
+            f"{name} is stale: run `python -m consumer schemas`"
+        )
+    assert check_schemas() == 0
+
+
+def test_exported_schemas_validate_real_events() -> None:
+    raw = RawTicket(id="t-2", body="the export button does nothing")
+    classified = ClassifiedTicket(
+        ticket=raw, category="bug_report", confidence=0.97, scores=[], model_version="v1"
+    )
+    labeled = LabeledTicket(ticket=raw, label="bug_report", label_source="reviewer", labeled_by="ana")
+    for name, event in (
+        ("raw_ticket", raw),
+        ("classified_ticket", classified),
+        ("labeled_ticket", labeled),
+    ):
+        schema = json.loads((SCHEMA_DIR / f"{name}.v1.json").read_text())
+        jsonschema.validate(json.loads(event.to_bytes()), schema)
+    bad = json.loads(classified.to_bytes())
+    bad["confidence"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, json.loads((SCHEMA_DIR / "classified_ticket.v1.json").read_text()))
+
+
+def test_every_contract_is_versioned() -> None:
+    for model in CONTRACTS.values():
+        assert model.model_fields["schema_version"].default >= 1
+        assert model.model_fields["event_type"].default.startswith("ticket.")
