@@ -69,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     schemas.add_argument(
         "--check", action="store_true", help="fail if the exported files are stale"
     )
+    sub.add_parser("env-example", help="print every setting as an environment variable")
     args = parser.parse_args(argv)
+    if args.command == "env-example":
+        from consumer.settings_doc import env_example
+
+        print(env_example(), end="")
+        return 0
     settings = Settings()
     configure_logging(settings.logging.level, settings.logging.format)
     if args.command == "schemas":

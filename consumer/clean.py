@@ -84,7 +84,6 @@ for _cp in [
     _NEWLINE_TRANSLATION[_cp] = None
 del _cp
 
-_WS_RE = re.compile(r"\s+")
 _HTML_WS_RE = re.compile(r"[ \t\n\r\f]+")
 _HTML_HINT_RE = re.compile(
     r"<(?:!doctype|html|head|body|div|p|br|span|table|tbody|tr|td|th|style|font|ul|ol|li"
@@ -202,7 +201,8 @@ _SIGNOFF_PHRASES = (
     r"|mit freundlichen gr[üu](?:ß|ss)en|freundliche gr[üu](?:ß|ss)e|viele gr[üu](?:ß|ss)e"
     r"|beste gr[üu](?:ß|ss)e|liebe gr[üu](?:ß|ss)e|gr[üu](?:ß|ss)e|gru(?:ß|ss)|lg|vg|mfg"
     r"|danke|vielen dank|danke sch[öo]n|merci|merci beaucoup|cordialement|bien cordialement"
-    r"|bien [àa] vous|salutations|bonne journ[ée]e|saludos|un saludo|atentamente|gracias)"
+    r"|bien [àa] vous|salutations|bonne journ[ée]e|saludos|un saludo|atentamente|gracias"
+    r"|merci d'avance|merci par avance|danke im voraus|danke und (?:viele )?gr[üu](?:ß|ss)e)"
 )
 _SIGNOFF_RE = re.compile(
     rf"[ \t]*(?i:{_SIGNOFF_PHRASES})[ \t]*[,.!:;…]*"
@@ -212,12 +212,13 @@ _SIGNOFF_RE = re.compile(
 _GREETING_NAME = (
     rf"(?:(?!I\b){_UPPER_WORD}|(?i:team|support|there|all|everyone|folks|guys|y'all|again"
     r"|sir|madam|or|and|mr\.?|mrs\.?|ms\.?|dr\.?|damen|und|herren|zusammen|tous|l'[ée]quipe"
-    r"|[ée]quipe|le|la))"
+    r"|[ée]quipe|le|la|[àa]))"
 )
 _GREETING_RE = re.compile(
     r"\A\s*(?i:hi|hello|hey|hiya|heya|dear|greetings|good (?:morning|afternoon|evening|day)"
     r"|howdy|hallo|guten (?:tag|morgen|abend)|sehr geehrte[rs]?|liebe[rs]?|moin|servus"
-    r"|bonjour|bonsoir|salut|cher|ch[èe]re|hola|buenos d[íi]as|ciao|hej)\b"
+    r"|bonjour|bonsoir|salut|cher|ch[èe]re|madame|monsieur|hola|buenos d[íi]as|ciao|hej"
+    r"|to whom it may concern)\b"
     rf"(?:[ \t]+{_GREETING_NAME}){{0,4}}?[ \t]*(?:[,!:;.]+|(?=\n)|\Z)[ \t]*"
 )
 
@@ -416,7 +417,7 @@ def _split_forwards(text: str, forwarded: bool) -> list[str]:
     A forward marker below the first reply header belongs to quoted history and is left alone.
     With ``forwarded`` (the subject said "Fwd:"/"FW:"), an Outlook-style header block that is not
     preceded by an explicit marker is treated as the forward header too.
-    ``text`` and every returned segment start with "\n" (see the line-anchored patterns).
+    ``text`` and every returned segment start with a newline (see the line-anchored patterns).
     """
     segments: list[str] = []
     for _ in range(_MAX_FORWARDS):
@@ -475,6 +476,27 @@ def _strip_greeting(text: str) -> str:
     return text
 
 
+def _remove_history(text: str, forwarded: bool) -> list[str]:
+    """Forward headers, quoted replies, signatures, disclaimers, ``>`` lines and separator lines
+    removed; one entry per kept (non-blank) segment."""
+    kept: list[str] = []
+    for seg in _split_forwards(text, forwarded):
+        m = _CUT_RE.search(seg)
+        if m is not None:
+            seg = seg[: m.start()]
+        if ">" in seg:
+            seg = _QUOTE_LINE_RE.sub("", seg)
+        seg = _SEPARATOR_LINE_RE.sub("", seg)
+        if seg.strip():
+            kept.append(seg)
+    return kept
+
+
+def _is_greeting_only(text: str) -> bool:
+    m = _GREETING_RE.match(text)
+    return m is not None and not text[m.end() :].strip()
+
+
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
@@ -492,22 +514,18 @@ def clean_body(body: str, *, max_chars: int = DEFAULT_MAX_CHARS, forwarded: bool
         return ""
     base = "\n" + _normalise(body, max_chars)
 
-    segments = _split_forwards(base, forwarded)
-    quoted_out: list[str] = []
-    for seg in segments:
-        m = _CUT_RE.search(seg)
-        if m is not None:
-            seg = seg[: m.start()]
-        if ">" in seg:
-            seg = _QUOTE_LINE_RE.sub("", seg)
-        seg = _SEPARATOR_LINE_RE.sub("", seg)
-        if seg.strip():
-            quoted_out.append(seg)
+    quoted_out = _remove_history(base, forwarded)
+    if not quoted_out and not forwarded:
+        # Nothing above the first header: an Outlook-style forward without a note. Keep what
+        # is below the header block rather than falling back to the raw text.
+        quoted_out = _remove_history(base, True)
 
     text = ""
     if quoted_out:
         signed_out = [s for s in (_strip_signoff(seg) for seg in quoted_out) if s.strip()]
-        text = _collapse(_strip_greeting("\n\n".join(signed_out)))
+        parts = [_strip_greeting(seg) for seg in signed_out]
+        parts = [p for p in parts if not _is_greeting_only(p)] or parts
+        text = _collapse(_strip_greeting("\n\n".join(parts)))
         if not text:
             text = _collapse("\n\n".join(quoted_out))
     if not text:

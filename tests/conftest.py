@@ -45,7 +45,7 @@ def _testcontainers_bootstrap() -> tuple[str, Callable[[], None]] | None:
     except ImportError:
         return None
     try:
-        container = DockerContainer("apache/kafka:4.1.0").with_exposed_ports(9092)
+        container = DockerContainer("apache/kafka:4.4.0").with_exposed_ports(9092)
     except Exception:  # docker.errors.DockerException when there is no engine
         return None
     container.start()
@@ -112,7 +112,9 @@ def topics(kafka_settings: KafkaSettings, unique: str) -> TopicSettings:
 
 
 @pytest.fixture
-def settings(kafka_settings: KafkaSettings, topics: TopicSettings, unique: str, tmp_path: Path) -> Settings:
+def settings(
+    kafka_settings: KafkaSettings, topics: TopicSettings, unique: str, tmp_path: Path
+) -> Settings:
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     return s.model_copy(
         update={

@@ -78,10 +78,14 @@ def read_topic(
     return out
 
 
-def committed_offsets(kafka: KafkaSettings, group: str, topic: str, partitions: int) -> dict[int, int]:
+def committed_offsets(
+    kafka: KafkaSettings, group: str, topic: str, partitions: int
+) -> dict[int, int]:
     consumer = RawConsumer({**kafka.client_config(), "group.id": group})
     try:
-        parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        parts = consumer.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+        )
         return {tp.partition: tp.offset for tp in parts}
     finally:
         consumer.close()

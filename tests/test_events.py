@@ -40,7 +40,9 @@ def test_raw_ticket_round_trips_through_json() -> None:
         ({"id": "t-1", "body": "x", "unexpected": True}, "unexpected"),
     ],
 )
-def test_malformed_payload_is_rejected_naming_the_field(payload: dict[str, object], field: str) -> None:
+def test_malformed_payload_is_rejected_naming_the_field(
+    payload: dict[str, object], field: str
+) -> None:
     with pytest.raises(ValidationError) as info:
         RawTicket.model_validate_json(json.dumps(payload))
     fields = {".".join(str(p) for p in err["loc"]) for err in info.value.errors()}
@@ -62,7 +64,9 @@ def test_exported_schemas_validate_real_events() -> None:
     classified = ClassifiedTicket(
         ticket=raw, category="bug_report", confidence=0.97, scores=[], model_version="v1"
     )
-    labeled = LabeledTicket(ticket=raw, label="bug_report", label_source="reviewer", labeled_by="ana")
+    labeled = LabeledTicket(
+        ticket=raw, label="bug_report", label_source="reviewer", labeled_by="ana"
+    )
     for name, event in (
         ("raw_ticket", raw),
         ("classified_ticket", classified),
@@ -80,3 +84,12 @@ def test_every_contract_is_versioned() -> None:
     for model in CONTRACTS.values():
         assert model.model_fields["schema_version"].default >= 1
         assert model.model_fields["event_type"].default.startswith("ticket.")
+
+
+def test_env_example_lists_every_setting() -> None:
+    from consumer.settings_doc import env_example, settings_rows
+    from tests.conftest import REPO
+
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    assert text == env_example(), "stale: run `python -m consumer env-example > .env.example`"
+    assert len(settings_rows()) > 30

@@ -1,0 +1,173 @@
+"""``make bench``: speed and accuracy side by side, in one process tree and one run.
+
+1. model only: tickets/s through tokenizer + model (fp32, int8, bf16 on the CPU; fp16 on a GPU)
+2. end to end: raw topic → consumer → classified/review with commits, through the real broker;
+   produce→classified latency p50/p95/p99 at half the measured maximum
+3. naive peer: one message at a time through a HF pipeline, one produce and commit each
+4. accuracy: BANKING77 11 buckets and 77 intents, ours vs TF-IDF, with training wall time
+
+Writes ``bench-results/results.json`` and the speed section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench import corpus, end_to_end, model_only, naive
+from consumer.logs import configure_logging
+from consumer.model_store import load_model
+from consumer.predictor import Predictor
+from consumer.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench-results"
+ACCURACY_JSON = RESULTS / "banking77.json"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": version("transformers"),
+        "peft": version("peft"),
+        "confluent_kafka": version("confluent-kafka"),
+    }
+
+
+def accuracy(quick: bool, model_out: Path) -> dict[str, Any]:
+    """Run training's BANKING77 benchmark (it trains both label sets) unless results exist."""
+    cmd = [sys.executable, "-m", "training.bench_banking77", "--out", str(ACCURACY_JSON),
+           "--store", str(model_out)]
+    if quick:
+        cmd.append("--quick")
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+    return dict(json.loads(ACCURACY_JSON.read_text()))
+
+
+def banking11_accuracy(predictor: Predictor, limit: int | None) -> float:
+    import csv
+
+    mapping: dict[str, str] = {}
+    for bucket, intents in json.loads(
+        (corpus.DATASETS / "banking77" / "coarse11.json").read_text()
+    ).items():
+        mapping.update({intent: bucket for intent in intents})
+    with (corpus.DATASETS / "banking77" / "test.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows = rows[:limit] if limit else rows
+    preds = predictor.predict([r["text"] for r in rows], top_k=1)
+    hits = sum(p.category == mapping.get(r["category"], r["category"]) for p, r in zip(preds, rows, strict=True))
+    return hits / len(rows)
+
+
+def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
+    n = 600 if quick else 3000
+    seconds = 3.0 if quick else 10.0
+    tickets = corpus.mixed_raw_tickets(n)
+    texts = corpus.cleaned_texts(tickets)
+    batch = settings.batching.max_batch
+    out: dict[str, Any] = {"model_dir": str(model_dir), "model_only": {}, "precision_accuracy": {}}
+    is_gpu = torch.cuda.is_available() and settings.model.device != "cpu"
+    precisions = ["fp16", "fp32"] if is_gpu else ["fp32", "int8", "bf16"]
+    for precision in precisions:
+        cfg = settings.model.model_copy(update={"precision": precision})
+        predictor = Predictor(load_model(model_dir), cfg)
+        for size in sorted({16, batch} | ({256, 1024} if is_gpu else set())):
+            key = f"{precision}@{size}"
+            out["model_only"][key] = model_only.measure(predictor, texts, size, seconds)
+            print("model only", key, out["model_only"][key], flush=True)
+        out["precision_accuracy"][precision] = round(
+            banking11_accuracy(predictor, 600 if quick else None), 4
+        )
+        print("banking77/11 accuracy", precision, out["precision_accuracy"][precision], flush=True)
+    auto = Predictor(load_model(model_dir), settings.model)
+    out["auto_precision"] = auto.precision
+    tokens = out["model_only"][f"{auto.precision}@{batch}"]["mean_tokens"]
+    out["flops_per_ticket"] = model_only.flops_per_ticket(auto, tokens)
+    out["end_to_end"] = end_to_end.throughput(settings, auto, tickets)
+    print("end to end", out["end_to_end"], flush=True)
+    max_rate = out["end_to_end"]["tickets_per_s"]
+    lat_n = int(min(max_rate * 0.5 * (10 if quick else 30), 3000))
+    out["latency"] = end_to_end.latency(settings, auto, tickets[:lat_n], rate=max_rate * 0.5)
+    print("latency", out["latency"], flush=True)
+    naive_n = 150 if quick else 500
+    out["naive"] = naive.naive_throughput(settings, tickets[:naive_n], len(auto.labels))
+    print("naive", out["naive"], flush=True)
+    model_rate = out["model_only"][f"{auto.precision}@{batch}"]["tickets_per_s"]
+    e2e_rate = out["end_to_end"]["tickets_per_s"]
+    fp32 = out["model_only"].get(f"fp32@{batch}", {}).get("tickets_per_s")
+    out["ratios"] = {
+        "end_to_end_over_model_only": round(e2e_rate / model_rate, 3),
+        "end_to_end_over_naive": round(e2e_rate / out["naive"]["tickets_per_s"], 2),
+        "auto_over_fp32_model_only": round(model_rate / fp32, 2) if fp32 else None,
+    }
+    out["batch_inference_ms"] = out["model_only"][f"{auto.precision}@{batch}"]["ms_per_batch"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smoke run in a few minutes")
+    parser.add_argument("--model", type=Path, help="model folder for the speed part "
+                        "(default: the BANKING77 11-bucket model this run trains)")
+    parser.add_argument("--skip-accuracy", action="store_true",
+                        help="reuse bench-results/banking77.json instead of training")
+    parser.add_argument("--gpu", action="store_true", help="run the speed part on CUDA (fp16)")
+    args = parser.parse_args(argv)
+    configure_logging("WARNING")
+    RESULTS.mkdir(exist_ok=True)
+    settings = Settings()
+    if args.gpu:
+        settings = settings.model_copy(update={
+            "model": settings.model.model_copy(update={"device": "cuda"}),
+            "batching": settings.batching.model_copy(update={"max_batch": 512}),
+        })
+    started = time.perf_counter()
+    store = RESULTS / "models"
+    results: dict[str, Any] = {
+        "command": "make bench" + (" ARGS=--quick" if args.quick else ""),
+        "quick": args.quick,
+        "machine": machine(),
+    }
+    if args.skip_accuracy and ACCURACY_JSON.exists():
+        results["accuracy"] = json.loads(ACCURACY_JSON.read_text())
+    else:
+        results["accuracy"] = accuracy(args.quick, store)
+    model_dir = args.model or Path(results["accuracy"]["coarse11"]["model_dir"])
+    results["speed"] = speed(settings, model_dir, args.quick)
+    results["wall_s"] = round(time.perf_counter() - started, 1)
+    (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    from bench.report import write_benchmarks_md
+
+    write_benchmarks_md(results, REPO / "BENCHMARKS.md")
+    print(f"wrote {RESULTS / 'results.json'} and BENCHMARKS.md in {results['wall_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

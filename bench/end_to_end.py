@@ -1,0 +1,156 @@
+"""End to end through the real broker: raw topic → consumer → classified/review, with commits."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer as RawConsumer
+from confluent_kafka import TopicPartition
+
+from consumer.events import RawTicket
+from consumer.kafka import Producer, ensure_topics
+from consumer.predictor import Predictor
+from consumer.service import ClassifierService
+from consumer.settings import Settings, TopicSettings
+
+
+def bench_settings(base: Settings, tag: str) -> Settings:
+    unique = f"{tag}-{uuid.uuid4().hex[:8]}"
+    topics = TopicSettings(
+        raw=f"bench-{unique}.raw",
+        classified=f"bench-{unique}.classified",
+        review=f"bench-{unique}.review",
+        dead_letter=f"bench-{unique}.dead-letter",
+        labeled=f"bench-{unique}.labeled",
+        partitions=base.topics.partitions,
+    )
+    settings = base.model_copy(
+        update={
+            "topics": topics,
+            "kafka": base.kafka.model_copy(update={"group_id": f"bench-{unique}"}),
+            "consumer": base.consumer.model_copy(update={"metrics_port": 0}),
+        }
+    )
+    ensure_topics(settings.kafka, settings.topics)
+    return settings
+
+
+def produce(settings: Settings, tickets: list[RawTicket], rate: float | None = None) -> float:
+    """Publish tickets (at ``rate`` per second, or as fast as possible); return seconds taken."""
+    producer = Producer(settings.kafka)
+    started = time.perf_counter()
+    for i, ticket in enumerate(tickets):
+        if rate:
+            due = started + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        producer.produce(settings.topics.raw, ticket.to_bytes(), key=ticket.id)
+        producer.poll(0)
+    producer.flush(60)
+    return time.perf_counter() - started
+
+
+def output_timestamps(settings: Settings, expected: int, timeout: float = 120) -> dict[str, int]:
+    """ticket id -> output create timestamp (ms), read from classified + review."""
+    consumer = RawConsumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"bench-reader-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+        }
+    )
+    parts = []
+    for topic in (settings.topics.classified, settings.topics.review):
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts += [TopicPartition(topic, p, 0) for p in meta.partitions]
+    consumer.assign(parts)
+    out: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    while len(out) < expected and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, 0.5):
+            if msg.error() is None and msg.key() is not None:
+                out.setdefault(msg.key().decode(), msg.timestamp()[1])
+    consumer.close()
+    return out
+
+
+def input_timestamps(settings: Settings, expected: int) -> dict[str, int]:
+    consumer = RawConsumer(
+        {**settings.kafka.client_config(), "group.id": f"bench-in-{uuid.uuid4().hex[:6]}"}
+    )
+    meta = consumer.list_topics(settings.topics.raw, timeout=10).topics[settings.topics.raw]
+    consumer.assign([TopicPartition(settings.topics.raw, p, 0) for p in meta.partitions])
+    out: dict[str, int] = {}
+    deadline = time.monotonic() + 60
+    while len(out) < expected and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, 0.5):
+            if msg.error() is None and msg.key() is not None:
+                out[msg.key().decode()] = msg.timestamp()[1]
+    consumer.close()
+    return out
+
+
+def _run_service(settings: Settings, predictor: Predictor) -> tuple[ClassifierService, threading.Thread]:
+    service = ClassifierService(settings, predictor)
+    thread = threading.Thread(target=service.run, name="bench-service", daemon=True)
+    thread.start()
+    return service, thread
+
+
+def throughput(base: Settings, predictor: Predictor, tickets: list[RawTicket]) -> dict[str, Any]:
+    """Drain a backlog of ``tickets``: tickets/s from the first consumed record to the last commit."""
+    settings = bench_settings(base, "e2e")
+    produce(settings, tickets)
+    service, thread = _run_service(settings, predictor)
+    n = len(tickets)
+    deadline = time.monotonic() + 1800
+    while service.totals["consumed"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    started = time.perf_counter()
+    while time.monotonic() < deadline:
+        done = service.totals["classified"] + service.totals["review"] + service.totals["dead_letter"]
+        if done >= n and service.tracker.in_flight() == 0 and not service.tracker.committable():
+            break
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    service.stop_event.set()
+    thread.join(60)
+    return {
+        "tickets": n,
+        "seconds": round(elapsed, 3),
+        "tickets_per_s": round(n / elapsed, 1),
+        "batch_size": settings.batching.max_batch,
+        "max_wait_ms": settings.batching.max_wait_ms,
+        "routed": dict(service.totals),
+    }
+
+
+def latency(
+    base: Settings, predictor: Predictor, tickets: list[RawTicket], rate: float
+) -> dict[str, Any]:
+    """Produce→classified latency at a fixed offered load of ``rate`` tickets/s."""
+    settings = bench_settings(base, "lat")
+    service, thread = _run_service(settings, predictor)
+    deadline = time.monotonic() + 60
+    while not service.assigned and time.monotonic() < deadline:
+        time.sleep(0.05)
+    produce(settings, tickets, rate=rate)
+    outs = output_timestamps(settings, len(tickets))
+    service.stop_event.set()
+    thread.join(60)
+    ins = input_timestamps(settings, len(tickets))
+    lat = np.array([outs[k] - ins[k] for k in outs if k in ins], dtype=np.float64)
+    return {
+        "offered_per_s": round(rate, 1),
+        "tickets": len(tickets),
+        "received": int(lat.size),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p95_ms": round(float(np.percentile(lat, 95)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+        "max_ms": round(float(lat.max()), 1),
+    }

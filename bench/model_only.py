@@ -1,0 +1,47 @@
+"""Model-only throughput: tokenizer + model at the configured batch size."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from consumer.predictor import Predictor
+
+
+def measure(predictor: Predictor, texts: list[str], batch_size: int, min_seconds: float = 5.0) -> dict[str, Any]:
+    """Tickets per second, batches of ``batch_size`` in stream order, tokenization included."""
+    for start in range(0, min(len(texts), 2 * batch_size), batch_size):  # warm-up
+        predictor.probabilities(texts[start : start + batch_size])
+    done = 0
+    batches = 0
+    started = time.perf_counter()
+    while True:
+        for start in range(0, len(texts), batch_size):
+            predictor.probabilities(texts[start : start + batch_size])
+            done += len(texts[start : start + batch_size])
+            batches += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= min_seconds:
+            break
+    tokens = [len(ids) for ids in predictor.tokenize(texts)]
+    return {
+        "device": predictor.device,
+        "precision": predictor.precision,
+        "batch_size": batch_size,
+        "tickets": done,
+        "seconds": round(elapsed, 3),
+        "tickets_per_s": round(done / elapsed, 1),
+        "ms_per_batch": round(1000 * elapsed / batches, 2),
+        "mean_tokens": round(float(np.mean(tokens)), 1),
+    }
+
+
+def flops_per_ticket(predictor: Predictor, tokens: float) -> float:
+    """Forward FLOPs of the encoder for one ticket of ``tokens`` tokens (2 * MACs)."""
+    config: Any = predictor.model.network.encoder.config
+    h, layers, inter = config.hidden_size, config.num_hidden_layers, config.intermediate_size
+    per_token_per_layer = 2 * (4 * h * h + 2 * h * inter)  # QKV+O projections and the MLP
+    attention = 2 * 2 * tokens * h  # QK^T and AV, per token per layer
+    return layers * tokens * (per_token_per_layer + attention)
