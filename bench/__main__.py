@@ -59,8 +59,15 @@ def machine() -> dict[str, Any]:
 
 def accuracy(quick: bool, model_out: Path) -> dict[str, Any]:
     """Run training's BANKING77 benchmark (it trains both label sets) unless results exist."""
-    cmd = [sys.executable, "-m", "training.bench_banking77", "--out", str(ACCURACY_JSON),
-           "--store", str(model_out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.bench_banking77",
+        "--out",
+        str(ACCURACY_JSON),
+        "--store",
+        str(model_out),
+    ]
     if quick:
         cmd.append("--quick")
     print("+", " ".join(cmd), flush=True)
@@ -80,7 +87,10 @@ def banking11_accuracy(predictor: Predictor, limit: int | None) -> float:
         rows = list(csv.DictReader(handle))
     rows = rows[:limit] if limit else rows
     preds = predictor.predict([r["text"] for r in rows], top_k=1)
-    hits = sum(p.category == mapping.get(r["category"], r["category"]) for p, r in zip(preds, rows, strict=True))
+    hits = sum(
+        p.category == mapping.get(r["category"], r["category"])
+        for p, r in zip(preds, rows, strict=True)
+    )
     return hits / len(rows)
 
 
@@ -130,23 +140,35 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run in a few minutes")
-    parser.add_argument("--model", type=Path, help="model folder for the speed part "
-                        "(default: the BANKING77 11-bucket model this run trains)")
-    parser.add_argument("--skip-accuracy", action="store_true",
-                        help="reuse bench-results/banking77.json instead of training")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="model folder for the speed part "
+        "(default: the BANKING77 11-bucket model this run trains)",
+    )
+    parser.add_argument(
+        "--skip-accuracy",
+        action="store_true",
+        help="reuse bench-results/banking77.json instead of training",
+    )
     parser.add_argument("--gpu", action="store_true", help="run the speed part on CUDA (fp16)")
     args = parser.parse_args(argv)
     configure_logging("WARNING")
     RESULTS.mkdir(exist_ok=True)
     settings = Settings()
     if args.gpu:
-        settings = settings.model_copy(update={
-            "model": settings.model.model_copy(update={"device": "cuda"}),
-            "batching": settings.batching.model_copy(update={"max_batch": 512}),
-        })
+        settings = settings.model_copy(
+            update={
+                "model": settings.model.model_copy(update={"device": "cuda"}),
+                "batching": settings.batching.model_copy(update={"max_batch": 512}),
+            }
+        )
     started = time.perf_counter()
     store = RESULTS / "models"
     results: dict[str, Any] = {
@@ -154,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "machine": machine(),
     }
-    if args.skip_accuracy and ACCURACY_JSON.exists():
-        results["accuracy"] = json.loads(ACCURACY_JSON.read_text())
+    if args.skip_accuracy:
+        results["accuracy"] = (
+            json.loads(ACCURACY_JSON.read_text()) if ACCURACY_JSON.exists() else {}
+        )
     else:
         results["accuracy"] = accuracy(args.quick, store)
     model_dir = args.model or Path(results["accuracy"]["coarse11"]["model_dir"])

@@ -73,8 +73,9 @@ def output_timestamps(settings: Settings, expected: int, timeout: float = 120) -
     deadline = time.monotonic() + timeout
     while len(out) < expected and time.monotonic() < deadline:
         for msg in consumer.consume(1000, 0.5):
-            if msg.error() is None and msg.key() is not None:
-                out.setdefault(msg.key().decode(), msg.timestamp()[1])
+            key = msg.key()
+            if msg.error() is None and key is not None:
+                out.setdefault(key.decode(), msg.timestamp()[1])
     consumer.close()
     return out
 
@@ -89,13 +90,16 @@ def input_timestamps(settings: Settings, expected: int) -> dict[str, int]:
     deadline = time.monotonic() + 60
     while len(out) < expected and time.monotonic() < deadline:
         for msg in consumer.consume(1000, 0.5):
-            if msg.error() is None and msg.key() is not None:
-                out[msg.key().decode()] = msg.timestamp()[1]
+            key = msg.key()
+            if msg.error() is None and key is not None:
+                out[key.decode()] = msg.timestamp()[1]
     consumer.close()
     return out
 
 
-def _run_service(settings: Settings, predictor: Predictor) -> tuple[ClassifierService, threading.Thread]:
+def _run_service(
+    settings: Settings, predictor: Predictor
+) -> tuple[ClassifierService, threading.Thread]:
     service = ClassifierService(settings, predictor)
     thread = threading.Thread(target=service.run, name="bench-service", daemon=True)
     thread.start()
@@ -103,7 +107,7 @@ def _run_service(settings: Settings, predictor: Predictor) -> tuple[ClassifierSe
 
 
 def throughput(base: Settings, predictor: Predictor, tickets: list[RawTicket]) -> dict[str, Any]:
-    """Drain a backlog of ``tickets``: tickets/s from the first consumed record to the last commit."""
+    """Drain a backlog: tickets/s from the first consumed record to the last commit."""
     settings = bench_settings(base, "e2e")
     produce(settings, tickets)
     service, thread = _run_service(settings, predictor)
@@ -113,7 +117,9 @@ def throughput(base: Settings, predictor: Predictor, tickets: list[RawTicket]) -
         time.sleep(0.005)
     started = time.perf_counter()
     while time.monotonic() < deadline:
-        done = service.totals["classified"] + service.totals["review"] + service.totals["dead_letter"]
+        done = (
+            service.totals["classified"] + service.totals["review"] + service.totals["dead_letter"]
+        )
         if done >= n and service.tracker.in_flight() == 0 and not service.tracker.committable():
             break
         time.sleep(0.005)

@@ -10,7 +10,9 @@ import numpy as np
 from consumer.predictor import Predictor
 
 
-def measure(predictor: Predictor, texts: list[str], batch_size: int, min_seconds: float = 5.0) -> dict[str, Any]:
+def measure(
+    predictor: Predictor, texts: list[str], batch_size: int, min_seconds: float = 5.0
+) -> dict[str, Any]:
     """Tickets per second, batches of ``batch_size`` in stream order, tokenization included."""
     for start in range(0, min(len(texts), 2 * batch_size), batch_size):  # warm-up
         predictor.probabilities(texts[start : start + batch_size])

@@ -29,13 +29,21 @@ def naive_throughput(base: Settings, tickets: list[RawTicket], labels: int) -> d
     path = str(resolve_base_model(base.model.base_model))
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=labels)
     classify = pipeline(
-        "text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(path),
-        device="cpu", truncation=True, max_length=128,
+        "text-classification",
+        model=model,
+        tokenizer=AutoTokenizer.from_pretrained(path),
+        device="cpu",
+        truncation=True,
+        max_length=128,
     )
     conf = settings.kafka.client_config()
     consumer = RawConsumer(
-        {**conf, "group.id": f"naive-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
-         "auto.offset.reset": "earliest"}
+        {
+            **conf,
+            "group.id": f"naive-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
     )
     producer = RawProducer(conf)
     consumer.subscribe([settings.topics.raw])
@@ -48,7 +56,7 @@ def naive_throughput(base: Settings, tickets: list[RawTicket], labels: int) -> d
             continue
         if started is None:
             started = time.perf_counter()
-        event = json.loads(msg.value())
+        event = json.loads(msg.value() or b"{}")
         result = classify(f"{event.get('subject') or ''} {event['body']}")[0]
         out = {"ticket": event, "category": result["label"], "confidence": result["score"]}
         producer.produce(settings.topics.classified, json.dumps(out).encode(), key=msg.key())
@@ -57,4 +65,8 @@ def naive_throughput(base: Settings, tickets: list[RawTicket], labels: int) -> d
         done += 1
     elapsed = time.perf_counter() - (started or time.perf_counter())
     consumer.close()
-    return {"tickets": done, "seconds": round(elapsed, 3), "tickets_per_s": round(done / elapsed, 1)}
+    return {
+        "tickets": done,
+        "seconds": round(elapsed, 3),
+        "tickets_per_s": round(done / elapsed, 1),
+    }

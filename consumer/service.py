@@ -8,6 +8,7 @@ offsets go in one Kafka transaction per batch.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -36,6 +37,14 @@ from consumer.validate import Invalid, validate_record
 log = get_logger(__name__)
 
 DEAD_LETTER_SIZE_FACTOR = 4  # base64 plus envelope of an oversized original still fits
+
+
+class _TransactionAborted(Exception):
+    """An abortable transaction error: abort, rewind, process the batch again."""
+
+
+class _Stopping(Exception):
+    """A stop was requested while a transactional call kept failing."""
 
 
 @dataclass
@@ -108,6 +117,7 @@ class ClassifierService:
         self.health: HealthServer | None = None
         self._last_commit = 0.0
         self._last_lag = 0.0
+        self._txn_failures = 0
         self.totals = {"consumed": 0, "classified": 0, "review": 0, "dead_letter": 0}
 
     # Rebalance callbacks ---------------------------------------------------------------
@@ -147,8 +157,6 @@ class ClassifierService:
         if settings.model.path is None:
             self.watcher = ModelWatcher(settings.model, self.predictor.model.path, self.metrics)
             self.watcher.start()
-        if self.exactly_once:
-            self.producer.init_transactions()
         self.consumer.subscribe(
             [settings.topics.raw],
             on_assign=self._on_assign,
@@ -164,6 +172,11 @@ class ClassifierService:
         )
         code = 0
         try:
+            if self.exactly_once:
+                try:
+                    self._txn_call("init_transactions", self.producer.init_transactions)
+                except (_TransactionAborted, _Stopping) as exc:
+                    raise KafkaFatal(f"init_transactions failed: {exc}") from exc
             while not self.stop_event.is_set():
                 self.metrics.last_loop = time.monotonic()
                 self._maybe_swap_model()
@@ -380,48 +393,84 @@ class ClassifierService:
 
     # Exactly-once ----------------------------------------------------------------------
     def _publish_transaction(self, records: list[Record], outputs: list[_Output]) -> None:
+        """Outputs and the batch's next offsets in one transaction (librdkafka's EOS recipe).
+
+        Retriable errors retry the failed call; abortable ones abort the transaction and
+        rewind the consumer to the committed offsets (the batch is read again, after a
+        backoff); fatal ones raise ``KafkaFatal`` so the process exits and restarts.
+        """
         next_offsets: dict[tuple[str, int], int] = {}
         for r in records:
             next_offsets[(r.topic, r.partition)] = max(
                 next_offsets.get((r.topic, r.partition), 0), r.offset + 1
             )
-        while True:
-            try:
-                self.producer.begin_transaction()
-                for o in outputs:
-                    self.producer.produce(
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        try:
+            self._txn_call("begin_transaction", self.producer.begin_transaction)
+            for o in outputs:
+                self._txn_call(
+                    "produce",
+                    functools.partial(
+                        self.producer.produce,
                         o.topic,
                         o.value,
                         key=o.key,
                         headers=o.headers,
                         on_delivery=self._txn_delivery(o),
-                    )
-                self.producer.send_offsets_to_transaction(
-                    [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],
-                    self.consumer.group_metadata(),
+                    ),
                 )
-                self.producer.commit_transaction()
-                self.metrics.commits.inc()
+            self._txn_call(
+                "send_offsets_to_transaction",
+                lambda: self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.group_metadata()
+                ),
+            )
+            self._txn_call("commit_transaction", self.producer.commit_transaction)
+        except _TransactionAborted as exc:
+            self._abort_and_rewind(str(exc))
+            return
+        except _Stopping:
+            # Left open on purpose: the broker aborts it (or the next instance with the same
+            # transactional id fences it); the batch's offsets were not committed.
+            log.warning("transaction_left_open", reason="stop requested")
+            return
+        self._txn_failures = 0
+        self.metrics.commits.inc()
+
+    def _txn_call(self, name: str, call: Callable[[], object]) -> None:
+        """Run one transactional call: retry retriable errors, sort the others."""
+        while True:
+            try:
+                call()
                 return
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
-                if error is not None and hasattr(error, "fatal") and error.fatal():
-                    raise KafkaFatal(str(error)) from exc
-                if (
-                    error is not None
-                    and hasattr(error, "txn_requires_abort")
-                    and error.txn_requires_abort()
-                ):
-                    log.warning("transaction_aborted", error=str(error))
-                    self.producer.abort_transaction()
-                    self._rewind()
-                    return
-                if error is not None and hasattr(error, "retriable") and error.retriable():
-                    log.warning("transaction_retry", error=str(error))
-                    self.producer.abort_transaction()
-                    self._rewind()
-                    return
-                raise
+                if not isinstance(error, confluent_kafka.KafkaError):
+                    raise KafkaFatal(f"{name}: {exc}") from exc
+                if error.fatal():
+                    raise KafkaFatal(f"{name}: {error}") from exc
+                if error.txn_requires_abort():
+                    raise _TransactionAborted(f"{name}: {error}") from exc
+                if not error.retriable():
+                    # librdkafka's transactions example: every other error is fatal.
+                    raise KafkaFatal(f"{name}: {error}") from exc
+                log.warning("transaction_retry", call=name, error=str(error))
+                if self.stop_event.wait(0.5):
+                    raise _Stopping() from exc
+
+    def _abort_and_rewind(self, reason: str) -> None:
+        self._txn_failures += 1
+        backoff = min(30.0, 0.5 * 2 ** min(self._txn_failures - 1, 6))
+        log.warning("transaction_aborted", error=reason, backoff_s=backoff)
+        try:
+            self._txn_call("abort_transaction", self.producer.abort_transaction)
+        except (_TransactionAborted, _Stopping) as exc:
+            raise KafkaFatal(f"abort_transaction failed: {exc}") from exc
+        try:
+            self._rewind()
+        except KafkaException as exc:  # a restart resumes from the committed offsets too
+            raise KafkaFatal(f"rewind after abort failed: {exc}") from exc
+        self.stop_event.wait(backoff)
 
     def _txn_delivery(
         self, output: _Output

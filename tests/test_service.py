@@ -39,7 +39,7 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("bad-missing", json.dumps({"subject": "no id, no body"}).encode()),
     ("bad-empty", b""),
     ("bad-huge", json.dumps({"id": "huge", "body": "a" * 200_000}).encode()),
-    ("bad-signature-only", json.dumps({"id": "sig", "body": "-- \nJohn"}).encode()),
+    ("bad-blank-html", json.dumps({"id": "blank", "body": "<div>&nbsp;</div>"}).encode()),
 ]
 
 
@@ -147,7 +147,7 @@ def test_every_input_ends_in_exactly_one_output(
     assert reasons["bad-utf8"] == "invalid_utf8"
     assert reasons["bad-schema"] == "schema_violation"
     assert reasons["bad-huge"] == "too_large"
-    assert reasons["bad-signature-only"] == "empty_after_cleaning"
+    assert reasons["bad-blank-html"] == "empty_after_cleaning"
     # Committed offsets are at the end of the input.
     assert committed_offsets(cfg.kafka, cfg.kafka.group_id, cfg.topics.raw, 3) == end_offsets(
         cfg.kafka, cfg.topics.raw, 3

@@ -51,7 +51,11 @@ def test_dead_letter_keeps_original_bytes_and_source() -> None:
     import base64
 
     assert base64.b64decode(event.original_value or "") == b"\x00\x01 broken"
-    assert (event.source_topic, event.source_partition, event.source_offset) == ("tickets.raw", 1, 42)
+    assert (event.source_topic, event.source_partition, event.source_offset) == (
+        "tickets.raw",
+        1,
+        42,
+    )
     headers = dict(dead_letter_headers(rec, "invalid_json", "value is not JSON"))
     assert headers["ticketsort.error.type"] == b"invalid_json"
     assert headers["ticketsort.source.offset"] == b"42"

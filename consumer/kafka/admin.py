@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from confluent_kafka import KafkaException
@@ -13,14 +14,18 @@ from consumer.settings import KafkaSettings, TopicSettings
 FOREVER = "-1"
 
 
-def admin_client(kafka: KafkaSettings) -> AdminClient:
-    return AdminClient(kafka.client_config())
+def admin_client(kafka: KafkaSettings, quiet: bool = False) -> AdminClient:
+    conf = kafka.client_config()
+    conf["logger"] = logging.getLogger("librdkafka.admin")
+    if quiet:  # a reachability probe: its refused connections are not news
+        conf["log_level"] = 2
+    return AdminClient(conf)
 
 
 def wait_for_broker(kafka: KafkaSettings, timeout: float = 30.0) -> int:
     """Return the number of brokers once the cluster answers, else raise."""
     deadline = time.monotonic() + timeout
-    admin = admin_client(kafka)
+    admin = admin_client(kafka, quiet=True)
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
@@ -75,4 +80,44 @@ def ensure_topics(
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    _wait_for_leaders(admin, [spec.topic for spec in missing], timeout)
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout: float) -> None:
+    """New topics are usable once every partition has a leader."""
+    deadline = time.monotonic() + timeout
+    pending = set(topics)
+    while pending and time.monotonic() < deadline:
+        metadata = admin.list_topics(timeout=timeout).topics
+        for name in list(pending):
+            meta = metadata.get(name)
+            if (
+                meta is not None
+                and meta.error is None
+                and meta.partitions
+                and all(p.leader >= 0 for p in meta.partitions.values())
+            ):
+                pending.discard(name)
+        if pending:
+            time.sleep(0.1)
+
+
+def watermarks(
+    kafka: KafkaSettings, topic: str, timeout: float = 10.0
+) -> dict[int, tuple[int, int]]:
+    """``{partition: (low, high)}`` of ``topic`` now; empty when the topic does not exist."""
+    from confluent_kafka import Consumer as RawConsumer
+    from confluent_kafka import TopicPartition
+
+    client = RawConsumer({**kafka.client_config(), "group.id": "ticketsort-watermarks"})
+    try:
+        meta = client.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return {}
+        return {
+            p: tuple(client.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout))  # type: ignore[misc]
+            for p in meta.partitions
+        }
+    finally:
+        client.close()

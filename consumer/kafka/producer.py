@@ -18,6 +18,8 @@ from consumer.kafka.errors import DeliveryFailed, KafkaFatal
 from consumer.settings import KafkaSettings
 
 Headers = Sequence[tuple[str, str | bytes]]
+# librdkafka's default; a transactional producer refuses message.timeout.ms above it.
+TRANSACTION_TIMEOUT_MS = 60_000
 DeliveryCallback = Callable[[confluent_kafka.KafkaError | None, confluent_kafka.Message], None]
 
 
@@ -33,6 +35,11 @@ class Producer:
         if transactional_id:
             owned["transactional.id"] = transactional_id
         self._conf = producer_config(kafka, **owned)
+        if transactional_id:
+            # librdkafka refuses to create a transactional producer whose message.timeout.ms
+            # (120 s by default here) exceeds transaction.timeout.ms (60 s by default).
+            txn_ms = int(self._conf.setdefault("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS))
+            self._conf["message.timeout.ms"] = min(int(self._conf["message.timeout.ms"]), txn_ms)
         self._conf["error_cb"] = self._on_error
         self._conf["logger"] = logging.getLogger("librdkafka.producer")
         self._client: confluent_kafka.Producer | None = None

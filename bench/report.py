@@ -1,0 +1,135 @@
+"""BENCHMARKS.md from ``bench-results/results.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _target(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def accuracy_section(acc: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Accuracy: BANKING77 (train on train.csv, evaluate on test.csv)",
+        "",
+        "| label set | ours: accuracy | ours: macro-F1 | TF-IDF + LR: accuracy | TF-IDF macro-F1 |"
+        " training wall time | target |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, name, target in (("coarse11", "11 buckets", 0.975), ("intents77", "77 intents", 0.93)):
+        run = acc.get(key)
+        if not run:
+            continue
+        ours = run.get("ours", {})
+        base = run.get("baseline", {})
+        wall = run.get("train_wall_s")
+        lines.append(
+            f"| {name} | {_pct(ours.get('accuracy'))} | {_pct(ours.get('macro_f1'))} |"
+            f" {_pct(base.get('accuracy'))} | {_pct(base.get('macro_f1'))} |"
+            f" {'n/a' if wall is None else f'{wall / 60:.1f} min'} |"
+            f" ≥ {100 * target:.1f}%: {_target((ours.get('accuracy') or 0) >= target)} |"
+        )
+    if acc.get("command"):
+        lines += ["", f"Command: `{acc['command']}`"]
+    return lines
+
+
+def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    mo = speed["model_only"]
+    auto = speed["auto_precision"]
+    ratios = speed["ratios"]
+    e2e = speed["end_to_end"]
+    lat = speed["latency"]
+    lines = [
+        "## Speed",
+        "",
+        f"Model: `{speed['model_dir']}`; serving precision chosen automatically: **{auto}**.",
+        "",
+        "### Model only (tokenizer + model, tickets in stream order)",
+        "",
+        "| precision @ batch | tickets/s | ms per batch | mean tokens |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, row in mo.items():
+        lines.append(
+            f"| {key} | {row['tickets_per_s']} | {row['ms_per_batch']} | {row['mean_tokens']} |"
+        )
+    acc = speed.get("precision_accuracy", {})
+    if acc:
+        lines += [
+            "",
+            "BANKING77 11-bucket accuracy by serving precision: "
+            + ", ".join(f"{k} {_pct(v)}" for k, v in acc.items())
+            + ".",
+        ]
+    gflop = speed["flops_per_ticket"] / 1e9
+    lines += [
+        "",
+        f"Arithmetic: {gflop:.3f} GFLOP per ticket at the mean length above"
+        " (2 × multiply-adds of the six encoder layers; 1.36 GFLOP at 64 tokens).",
+        "",
+        "### End to end and the naive peer",
+        "",
+        "| what | tickets/s |",
+        "| --- | --- |",
+        f"| end to end (raw → consumer → classified/review, commits), batch {e2e['batch_size']} |"
+        f" {e2e['tickets_per_s']} |",
+        f"| naive peer (HF pipeline, one message, one produce+flush, one commit at a time) |"
+        f" {speed['naive']['tickets_per_s']} |",
+        "",
+        f"Latency produce→classified at {lat['offered_per_s']} tickets/s offered (half the"
+        f" measured maximum), {lat['received']} tickets: p50 {lat['p50_ms']} ms, p95"
+        f" {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms (max {lat['max_ms']} ms).",
+        "",
+        "### Targets",
+        "",
+        "| target | measured | |",
+        "| --- | --- | --- |",
+        f"| end to end ≥ 0.90 × model only | {ratios['end_to_end_over_model_only']} ×"
+        f" | {_target(ratios['end_to_end_over_model_only'] >= 0.9)} |",
+        f"| end to end ≥ 5 × naive peer | {ratios['end_to_end_over_naive']} ×"
+        f" | {_target(ratios['end_to_end_over_naive'] >= 5)} |",
+    ]
+    if ratios.get("auto_over_fp32_model_only") is not None and machine.get("gpu") is None:
+        fast = ratios["auto_over_fp32_model_only"]
+        lines.append(f"| CPU fast path ≥ 2 × fp32 | {fast} × ({auto}) | {_target(fast >= 2)} |")
+    budget = speed.get("max_wait_ms", 50) + 2 * speed["batch_inference_ms"]
+    lines.append(
+        f"| p99 latency ≤ max_wait_ms + 2 batch inference times ({budget:.0f} ms) |"
+        f" {lat['p99_ms']} ms | {_target(lat['p99_ms'] <= budget)} |"
+    )
+    return lines
+
+
+def write_benchmarks_md(results: dict[str, Any], path: Path) -> None:
+    machine = results["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Produced by `{results['command']}` in {results['wall_s'] / 60:.1f} minutes"
+        + (
+            " (**quick mode: small samples, figures are indicative only**)"
+            if results["quick"]
+            else ""
+        )
+        + ".",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, torch threads"
+        f" {machine['torch_threads']}, GPU: {machine['gpu'] or 'none'}. Python"
+        f" {machine['python']}, torch {machine['torch']}, transformers {machine['transformers']},"
+        f" peft {machine['peft']}, confluent-kafka {machine['confluent_kafka']}.",
+        "",
+    ]
+    lines += accuracy_section(results.get("accuracy", {}))
+    lines += [""]
+    lines += speed_section(results["speed"], machine)
+    notes = path.with_name("BENCHMARKS.notes.md")
+    if notes.exists():
+        lines += ["", notes.read_text(encoding="utf-8").strip()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

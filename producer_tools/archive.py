@@ -1,0 +1,88 @@
+"""A snapshot of the ticket ids already in the labeled archive topic."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import confluent_kafka
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+from consumer.kafka import Consumer
+from consumer.settings import KafkaSettings
+
+# Errors seen while a new topic's partition leaders are being elected, or a broker restarts.
+TRANSIENT_CODES = frozenset(
+    {
+        confluent_kafka.KafkaError.NOT_LEADER_FOR_PARTITION,
+        confluent_kafka.KafkaError.LEADER_NOT_AVAILABLE,
+        confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART,
+        confluent_kafka.KafkaError._TIMED_OUT,
+        confluent_kafka.KafkaError._TRANSPORT,
+    }
+)
+
+
+def is_transient(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    if not isinstance(error, confluent_kafka.KafkaError):
+        return False
+    return bool(error.retriable()) or error.code() in TRANSIENT_CODES
+
+
+class ArchiveSnapshotTimeout(Exception):
+    """The archive could not be read up to its end offsets in time."""
+
+
+def archived_ids(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> set[str]:
+    """Keys (ticket ids) of every record in ``topic`` up to the end offsets seen at the start.
+
+    Reads with partition assignment and a throwaway group id: no group join, no commits.
+    """
+    deadline = time.monotonic() + timeout
+    consumer = Consumer(kafka, group_id=f"ticketsort-tools-snapshot-{uuid.uuid4().hex[:12]}")
+    try:
+        client = consumer.client
+        metadata = client.list_topics(topic, timeout=timeout)
+        partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
+        ends: dict[int, int] = {}
+        for partition in partitions:
+            low, high = _watermarks(client, TopicPartition(topic, partition), deadline)
+            if high > low:
+                ends[partition] = high
+        ids: set[str] = set()
+        if not ends:
+            return ids
+        client.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        while ends:
+            if time.monotonic() > deadline:
+                raise ArchiveSnapshotTimeout(
+                    f"could not read {topic} to its end within {timeout:.0f}s"
+                    f" ({len(ends)} partition(s) unfinished)"
+                )
+            for record in consumer.consume(1000, 0.5):
+                if record.key is not None:
+                    ids.add(record.key.decode("utf-8", errors="replace"))
+            positions = consumer.position([TopicPartition(topic, p) for p in ends])
+            for tp in positions:
+                if tp.offset >= ends[tp.partition]:
+                    del ends[tp.partition]
+        return ids
+    finally:
+        consumer.close()
+
+
+def _watermarks(
+    client: confluent_kafka.Consumer, partition: TopicPartition, deadline: float
+) -> tuple[int, int]:
+    """Low and high offsets, retrying retriable errors (e.g. a leader still being elected)."""
+    while True:
+        try:
+            low, high = client.get_watermark_offsets(
+                partition, timeout=max(1.0, deadline - time.monotonic())
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -1,0 +1,217 @@
+"""banking77 benchmark: the fine-tuned model next to TF-IDF, on 11 buckets and 77 intents.
+
+    .venv/bin/python -m training.bench_banking77 [--task coarse11|intents77] [--set KEY=VALUE]
+
+Trains through ``training.pipeline.run_training`` on ``train.csv`` (validation
+carved from it by the id hash) and evaluates on ``test.csv`` (never used for
+training, epochs or thresholds), for the 11 coarse buckets (``coarse11.json``)
+and for the 77 intents. Writes ``bench-results/banking77.json`` and, with
+``--update-md``, the training section of BENCHMARKS.md. This is a benchmark,
+not a test: it takes minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from consumer.settings import REPO_ROOT, Settings
+from training.args import TrainingArgs
+from training.cli import parse_overrides
+from training.files import Columns
+from training.pipeline import run_training
+from training.split import hash_unit
+
+DATASETS = REPO_ROOT.parent / "shared" / "datasets" / "banking77"
+TASKS = ("coarse11", "intents77")
+MD_START = "<!-- training:banking77:start -->"
+MD_END = "<!-- training:banking77:end -->"
+
+
+def subset_csv(source: Path, fraction: float, folder: Path) -> Path:
+    """A deterministic share of a CSV's rows (for quick experiments)."""
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [lines[0]] + [x for x in lines[1:] if hash_unit(x, "bench-subset") < fraction]
+    out = folder / f"{source.stem}-{fraction:g}.csv"
+    out.write_text("".join(kept), encoding="utf-8")
+    return out
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores_available": len(os.sched_getaffinity(0)),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def run_task(
+    task: str,
+    args: TrainingArgs,
+    datasets: Path,
+    store: Path,
+    train_file: Path,
+    test_file: Path,
+) -> dict[str, Any]:
+    base = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = base.model_copy(update={"model": base.model.model_copy(update={"store": store})})
+    started = time.monotonic()
+    cpu_before = time.process_time()
+    load_before = os.getloadavg()[0]
+    result = run_training(
+        settings,
+        args,
+        source=train_file,
+        columns=Columns(text="text", label="category"),
+        label_map=datasets / "coarse11.json" if task == "coarse11" else None,
+        test_file=test_file,
+        progress=sys.stderr.isatty(),
+    )
+    wall = time.monotonic() - started
+    cpu = time.process_time() - cpu_before
+    m = result.metrics
+    base_test = m["baseline"].get("test", {})
+    return {
+        "task": task,
+        "labels": len(m["labels"]),
+        "model_dir": str(result.model_dir),
+        "ours": {
+            "accuracy": m["test"]["accuracy"],
+            "macro_f1": m["test"]["macro_f1"],
+            "ece": m["test"]["ece"],
+            "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1),
+            "train_s": m["training"]["train_seconds"],
+            "steps": m["training"]["steps"],
+            "stopped": m["training"]["stopped"],
+            "best_epoch": m["training"]["best"].get("epoch"),
+            "val_accuracy": m["validation"]["accuracy"],
+            "val_macro_f1": m["validation"]["macro_f1"],
+            "head_init_val_macro_f1": m["training"]["init_validation"].get("macro_f1"),
+            "int8_val_accuracy": m["int8"]["int8_accuracy"],
+            "fp32_val_accuracy": m["int8"]["fp32_accuracy"],
+            "review_share_on_test": m["review_on_test"]["review_share"],
+            "auto_accuracy_on_test": m["review_on_test"]["auto_accuracy"],
+        },
+        "tfidf": {
+            "accuracy": base_test.get("accuracy"),
+            "macro_f1": base_test.get("macro_f1"),
+            "fit_s": m["baseline"].get("fit_seconds"),
+        },
+        "data": m["data"]["sizes"],
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    rows = [
+        "| task | model | accuracy | macro-F1 | wall time |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in results["runs"]:
+        name = {"coarse11": "11 buckets", "intents77": "77 intents"}.get(r["task"], r["task"])
+        ours, tfidf = r["ours"], r["tfidf"]
+        rows.append(
+            f"| {name} | LoRA MiniLM-L6 (ours) | {100 * ours['accuracy']:.2f}% |"
+            f" {ours['macro_f1']:.4f} | {ours['wall_s'] / 60:.1f} min"
+            f" (training {ours['train_s'] / 60:.1f}) |"
+        )
+        if tfidf["accuracy"] is not None:
+            rows.append(
+                f"| {name} | TF-IDF + logistic regression | {100 * tfidf['accuracy']:.2f}% |"
+                f" {tfidf['macro_f1']:.4f} | {tfidf['fit_s']:.0f} s (fit) |"
+            )
+    info = results["machine"]
+    return "\n".join(
+        [
+            MD_START,
+            "## Training: banking77 accuracy",
+            "",
+            f"Command: `{results['command']}`",
+            "",
+            f"Measured {results['finished_at']} on {info['cores_available']} CPU cores"
+            f" ({info['cpu']}, torch {info['torch']}, CUDA: {info['cuda'] or 'none'});"
+            " wall time covers the whole run (data, training, serving-path evaluation, int8"
+            " check, baseline, report). Test: banking77 test.csv (3,080), never used for"
+            " training, epochs or thresholds; validation is 10% of train.csv by id hash.",
+            "",
+            *rows,
+            "",
+            "Figures: `bench-results/banking77.json`. Recipe: `TrainingArgs` defaults"
+            + (f" with {results['overrides']}" if results["overrides"] else "")
+            + ".",
+            MD_END,
+        ]
+    )
+
+
+def update_benchmarks_md(path: Path, section: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(MD_START) + ".*?" + re.escape(MD_END), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser(prog="python -m training.bench_banking77")
+    parser.add_argument("--task", choices=TASKS, action="append", help="default: both")
+    parser.add_argument("--datasets", type=Path, default=DATASETS)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results" / "banking77.json")
+    parser.add_argument("--store", type=Path, default=REPO_ROOT / "bench-results" / "models")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--train-fraction", type=float, default=1.0, help="quick experiments")
+    parser.add_argument("--test-fraction", type=float, default=1.0, help="quick experiments")
+    parser.add_argument("--update-md", type=Path, help="write the section into this BENCHMARKS.md")
+    ns = parser.parse_args(argv)
+    overrides = parse_overrides(ns.overrides)
+    args = TrainingArgs().with_overrides(overrides)
+    train_file, test_file = ns.datasets / "train.csv", ns.datasets / "test.csv"
+    with tempfile.TemporaryDirectory() as tmp:
+        if ns.train_fraction < 1:
+            train_file = subset_csv(train_file, ns.train_fraction, Path(tmp))
+        if ns.test_fraction < 1:
+            test_file = subset_csv(test_file, ns.test_fraction, Path(tmp))
+        runs = [
+            run_task(task, args, ns.datasets, ns.store, train_file, test_file)
+            for task in (ns.task or TASKS)
+        ]
+    results = {
+        "command": " ".join(
+            [".venv/bin/python -m training.bench_banking77", *(argv or sys.argv[1:])]
+        ),
+        "overrides": overrides,
+        "args": args.model_dump(mode="json"),
+        "train_fraction": ns.train_fraction,
+        "test_fraction": ns.test_fraction,
+        "machine": machine(),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "runs": runs,
+    }
+    ns.out.parent.mkdir(parents=True, exist_ok=True)
+    ns.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    for r in runs:
+        print(json.dumps({"task": r["task"], "ours": r["ours"], "tfidf": r["tfidf"]}))
+    if ns.update_md:
+        update_benchmarks_md(ns.update_md, markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

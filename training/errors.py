@@ -1,0 +1,10 @@
+"""Errors that map to the command's exit codes."""
+
+from __future__ import annotations
+
+
+class BadInput(Exception):
+    """The data or the options cannot make a model (exit code 2).
+
+    No data, too few examples, an unreadable file, an unknown label map...
+    """

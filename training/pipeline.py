@@ -1,0 +1,434 @@
+"""One training run, end to end: ``run_training``.
+
+snapshot (archive topic or file) -> deduplicate, clean -> split by id hash ->
+fit on train, select on validation -> write the model folder -> score it through
+the serving path (fp32 and int8 on validation, fp32 on test) -> thresholds on
+validation -> TF-IDF baseline -> promotion gate on the test slice -> report.
+
+The test slice is touched only after ``fit`` has returned, and only to score.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from consumer.logs import get_logger
+from consumer.model_store import (
+    Thresholds,
+    load_model,
+    new_version_name,
+    update_manifest,
+    write_model,
+)
+from consumer.modeling import resolve_base_model
+from consumer.settings import Settings
+from training import trainer
+from training.args import TrainingArgs
+from training.baseline import run_baseline
+from training.dataset import Prepared, prepare
+from training.errors import BadInput
+from training.evaluate import Scored, make_predictor, score_probabilities, score_with_predictor
+from training.files import Columns, file_sha256, load_label_map, read_file
+from training.metrics import headline
+from training.promote import Decision, apply, decide
+from training.records import Example, RawData
+from training.report import confusion_png, render_report
+from training.snapshot import snapshot_archive
+from training.split import Split, split_examples
+from training.threshold import choose_thresholds, review_outcome, write_thresholds
+
+log = get_logger("training.pipeline")
+
+INT8_MAX_DROP_POINTS = 0.3
+Source = Literal["archive"] | Path
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    promoted: bool
+    metrics: dict[str, Any]
+    version: str = ""
+    split: Split | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How to read file sources; ignored for the archive (except the label map)."""
+
+    columns: Columns = field(default_factory=Columns)
+    label_map: Path | None = None
+    test_file: Path | None = None
+
+
+def read_source(settings: Settings, source: Source, columns: Columns) -> RawData:
+    if isinstance(source, str):
+        if source != "archive":
+            raise BadInput(f"unknown source {source!r}: use 'archive' or a file path")
+        return snapshot_archive(settings)
+    return read_file(Path(source), columns)
+
+
+def prepare_data(
+    settings: Settings, args: TrainingArgs, source: Source, options: DataOptions
+) -> tuple[Prepared, RawData, Prepared | None, RawData | None, dict[str, str] | None]:
+    label_map = load_label_map(options.label_map) if options.label_map else None
+    raw = read_source(settings, source, options.columns)
+    prepared = prepare(
+        raw,
+        label_map=label_map,
+        max_chars=settings.validation.max_clean_chars,
+        min_examples_per_label=args.min_examples_per_label,
+    )
+    log.info(
+        "data_prepared",
+        records=prepared.records_in,
+        examples=len(prepared.examples),
+        labels=len(prepared.counts()),
+        drops=dict(prepared.drops),
+    )
+    if len(prepared.examples) < settings.training.min_examples:
+        raise BadInput(
+            f"{len(prepared.examples)} usable examples (of {prepared.records_in} records;"
+            f" dropped: {dict(prepared.drops)}): at least {settings.training.min_examples}"
+            " are needed (settings.training.min_examples)"
+        )
+    if len(prepared.counts()) < 2:
+        raise BadInput(f"only one label in the data ({list(prepared.counts())}): need two or more")
+    test_prep: Prepared | None = None
+    test_raw: RawData | None = None
+    if options.test_file is not None:
+        test_raw = read_file(options.test_file, options.columns)
+        test_prep = prepare(
+            test_raw,
+            label_map=label_map,
+            max_chars=settings.validation.max_clean_chars,
+            allowed_labels=prepared.counts(),
+        )
+        if not test_prep.examples:
+            raise BadInput(f"the test file {options.test_file} has no usable examples")
+    return prepared, raw, test_prep, test_raw, label_map
+
+
+def make_split(
+    args: TrainingArgs, prepared: Prepared, test_prep: Prepared | None, test_file: Path | None
+) -> Split:
+    split = split_examples(
+        prepared.examples,
+        salt=args.split_salt,
+        validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction,
+        test_file_examples=test_prep.examples if test_prep else None,
+        test_file_name=test_file.name if test_file else "",
+    )
+    for name, size in split.sizes().items():
+        if size == 0:
+            raise BadInput(
+                f"the {name} slice is empty ({split.sizes()}): too few examples to train and"
+                " evaluate a model"
+            )
+    return split
+
+
+def version_folder(store: Path) -> tuple[str, Path]:
+    """A fresh version name (unique even within one second) and its partial folder."""
+    store.mkdir(parents=True, exist_ok=True)
+    base = new_version_name()
+    version, n = base, 1
+    while (store / version).exists() or (store / f".{version}.partial").exists():
+        n += 1
+        version = f"{base}-{n}"
+    return version, store / f".{version}.partial"
+
+
+def _serving_check(scored: Scored, in_memory: np.ndarray) -> dict[str, float]:
+    if len(in_memory) == 0:
+        return {"argmax_agreement": 1.0, "max_abs_prob_diff": 0.0}
+    same = scored.probs.argmax(axis=1) == in_memory.argmax(axis=1)
+    return {
+        "argmax_agreement": float(same.mean()),
+        "max_abs_prob_diff": float(np.abs(scored.probs - in_memory).max()),
+    }
+
+
+def _int8_check(val32: Scored, val8: Scored) -> dict[str, Any]:
+    acc32 = float(val32.correct.mean())
+    acc8 = float(val8.correct.mean())
+    drop = 100 * (acc32 - acc8)
+    return {
+        "fp32_accuracy": acc32,
+        "int8_accuracy": acc8,
+        "drop_points": drop,
+        "max_drop_points": INT8_MAX_DROP_POINTS,
+        "int8_safe": drop <= INT8_MAX_DROP_POINTS,
+        "slice": "validation",
+    }
+
+
+def _write_predictions(path: Path, examples: list[Example], train_time: Scored) -> None:
+    """Test-slice predictions of the in-memory (training-time) network, ids only."""
+    with path.open("w", encoding="utf-8") as handle:
+        for i, example in enumerate(examples):
+            row = {
+                "id": example.ticket_id,
+                "label": example.label,
+                "predicted": train_time.y_pred[i],
+                "confidence": round(float(train_time.confidence[i]), 6),
+            }
+            handle.write(json.dumps(row) + "\n")
+
+
+def _snapshot_info(
+    raw: RawData,
+    prepared: Prepared,
+    split: Split,
+    args: TrainingArgs,
+    options: DataOptions,
+    test_raw: RawData | None,
+    test_prep: Prepared | None,
+) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "source": raw.info,
+        "records_in": prepared.records_in,
+        "examples": len(prepared.examples),
+        "drops": dict(sorted(prepared.drops.items())),
+        "labels": prepared.counts(),
+        "split": {
+            "salt": args.split_salt,
+            "validation_fraction": args.validation_fraction,
+            "test_fraction": args.test_fraction if test_prep is None else 0.0,
+            "test_source": split.test_source,
+            "sizes": split.sizes(),
+            "per_label": split.per_label_counts(),
+        },
+    }
+    if options.label_map is not None:
+        info["label_map"] = {
+            "path": str(options.label_map.resolve()),
+            "sha256": file_sha256(options.label_map),
+        }
+    if test_raw is not None and test_prep is not None:
+        train_ids = split.ids("train") | split.ids("validation")
+        info["test_file"] = {
+            **test_raw.info,
+            "examples": len(test_prep.examples),
+            "drops": dict(sorted(test_prep.drops.items())),
+            "ids_also_in_training_file": sum(
+                1 for e in test_prep.examples if e.ticket_id in train_ids
+            ),
+        }
+    return info
+
+
+def run_training(
+    settings: Settings,
+    args: TrainingArgs,
+    *,
+    source: Source,
+    force: bool = False,
+    columns: Columns | None = None,
+    label_map: Path | None = None,
+    test_file: Path | None = None,
+    store: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train, evaluate and (maybe) promote one model; see the module docstring.
+
+    ``source`` is ``"archive"`` (``settings.topics.labeled``) or a CSV/JSONL path
+    read with ``columns``. Raises ``BadInput`` for data that cannot make a model.
+    """
+    started = time.monotonic()
+    options = DataOptions(columns=columns or Columns(), label_map=label_map, test_file=test_file)
+    store = Path(store) if store is not None else settings.model.store
+    prepared, raw, test_prep, test_raw, _ = prepare_data(settings, args, source, options)
+    split = make_split(args, prepared, test_prep, test_file)
+    labels = sorted(prepared.counts())
+    base_model_path = resolve_base_model(settings.model.base_model)
+    data_ready = time.monotonic()
+
+    # The test slice is not an argument of fit: it cannot reach training, early
+    # stopping or threshold choice.
+    fitted = trainer.fit(
+        split.train,
+        split.validation,
+        labels=labels,
+        args=args,
+        base_model_path=base_model_path,
+        progress=progress,
+    )
+    fitted_at = time.monotonic()
+
+    version, partial = version_folder(store)
+    try:
+        result = _finish(
+            settings, args, store, version, partial, fitted, split, labels, force,
+            (raw, prepared, test_raw, test_prep, options),
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    result.metrics["timing"] = {
+        "data_s": round(data_ready - started, 2),
+        "fit_s": round(fitted_at - data_ready, 2),
+        "evaluate_and_write_s": round(time.monotonic() - fitted_at, 2),
+        "total_s": round(time.monotonic() - started, 2),
+    }
+    (result.model_dir / "metrics.json").write_text(
+        json.dumps(result.metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    result.split = split
+    log.info(
+        "training_run_done",
+        version=version,
+        promoted=result.promoted,
+        test_accuracy=round(result.metrics["test"]["accuracy"], 4),
+        test_macro_f1=round(result.metrics["test"]["macro_f1"], 4),
+        minutes=round((time.monotonic() - started) / 60, 2),
+    )
+    return result
+
+
+def _finish(
+    settings: Settings,
+    args: TrainingArgs,
+    store: Path,
+    version: str,
+    partial: Path,
+    fitted: trainer.FitResult,
+    split: Split,
+    labels: list[str],
+    force: bool,
+    data: tuple[RawData, Prepared, RawData | None, Prepared | None, DataOptions],
+) -> TrainResult:
+    raw, prepared, test_raw, test_prep, options = data
+    write_model(
+        partial,
+        encoder=fitted.network.encoder,
+        head=fitted.network.head,
+        tokenizer=fitted.tokenizer,
+        labels=labels,
+        head_config=fitted.head_config,
+        max_length=fitted.max_length,
+        base_model_path=fitted.base_model_path,
+        thresholds=Thresholds(1.0),
+        extra_manifest={"int8_safe": False, "created_at": datetime.now(UTC).isoformat()},
+    )
+    model = load_model(partial, settings.model.base_model)
+    fp32 = make_predictor(model, "fp32", device=fitted.device)
+    val32 = score_with_predictor(fp32, split.validation)
+    val8 = score_with_predictor(make_predictor(model, "int8"), split.validation)
+    int8 = _int8_check(val32, val8)
+    serving = _serving_check(val32, fitted.validation_probs)
+    if serving["argmax_agreement"] < 1.0:
+        log.warning("serving_path_disagrees_with_training", **serving)
+
+    target = settings.training.target_accuracy
+    thresholds = choose_thresholds(
+        val32.confidence,
+        val32.y_pred,
+        val32.correct,
+        target=target,
+        per_category=args.per_category_thresholds,
+        min_support=args.per_category_min_support,
+    )
+    write_thresholds(partial, thresholds)
+    update_manifest(
+        partial,
+        version=version,
+        int8_safe=bool(int8["int8_safe"]),
+        int8_check=int8,
+        target_accuracy=target,
+    )
+
+    # --- the held-out test slice: scoring only, from here on -------------------------
+    test = list(split.test)
+    test32 = score_with_predictor(fp32, test)
+    test_metrics = test32.metrics(labels)
+    train_time = score_probabilities(
+        fitted.predict_proba([e.text for e in test], args.eval_batch_size), labels, test
+    )
+    _write_predictions(partial / "predictions.jsonl", test, train_time)
+    review = review_outcome(test32.confidence, test32.y_pred, test32.correct, thresholds)
+    baseline: dict[str, Any] = {}
+    if args.baseline:
+        scored, fit_s = run_baseline(
+            split.train,
+            {"validation": split.validation, "test": test},
+            labels,
+            balanced=args.imbalance != "none",
+        )
+        baseline = {name: s.metrics(labels) for name, s in scored.items()}
+        baseline["fit_seconds"] = round(fit_s, 2)
+    decision: Decision = decide(
+        store,
+        new_macro_f1=float(test_metrics["macro_f1"]),
+        test=test,
+        force=force,
+        device=fitted.device,
+        base_model=settings.model.base_model,
+    )
+
+    metrics: dict[str, Any] = {
+        "version": version,
+        "labels": labels,
+        "test": test_metrics,
+        "validation": val32.metrics(labels),
+        "baseline": baseline,
+        "int8": int8,
+        "serving_check": serving,
+        "thresholds": {
+            **thresholds.to_dict(),
+            "target_accuracy": target,
+            "validation": review_outcome(val32.confidence, val32.y_pred, val32.correct, thresholds),
+        },
+        "review_on_test": review,
+        "training": {
+            "steps": fitted.steps,
+            "stopped": fitted.stopped,
+            "best": fitted.best,
+            "history": fitted.history,
+            "train_seconds": fitted.train_seconds,
+            "device": fitted.device,
+            "init_validation": fitted.init_validation,
+            "gap": fitted.gap,
+            "timings": fitted.timings,
+        },
+        "data": {
+            "records_in": prepared.records_in,
+            "examples": len(prepared.examples),
+            "labels": prepared.counts(),
+            "drops": dict(sorted(prepared.drops.items())),
+            "test_drops": dict(sorted(test_prep.drops.items())) if test_prep else {},
+            "sizes": split.sizes(),
+            "test_source": split.test_source,
+        },
+        "promotion": decision.to_dict(),
+    }
+    (partial / "training_args.json").write_text(args.to_json(), encoding="utf-8")
+    snapshot = _snapshot_info(raw, prepared, split, args, options, test_raw, test_prep)
+    (partial / "snapshot.json").write_text(
+        json.dumps(snapshot, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    confusion_png(test_metrics["confusion"], partial / "confusion.png", f"{version}: test slice")
+    (partial / "report.md").write_text(render_report(metrics), encoding="utf-8")
+    final = store / version
+    partial.rename(final)
+    apply(store, final, decision)
+    log.info(
+        "model_written",
+        version=version,
+        test=headline(test_metrics),
+        baseline_test=headline(baseline.get("test", {})),
+        int8_safe=int8["int8_safe"],
+    )
+    return TrainResult(
+        model_dir=final, promoted=decision.promoted, metrics=metrics, version=version
+    )
