@@ -30,7 +30,7 @@ class ModelWatcher:
         self.settings = settings
         self.link = settings.store / CURRENT
         self.metrics = metrics
-        self._serving = _identity(serving)
+        self._serving = _identity(serving.resolve())
         self._refused: tuple[str, float] | None = None
         self._ready: Predictor | None = None
         self._lock = threading.Lock()
