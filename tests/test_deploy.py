@@ -202,7 +202,7 @@ def test_deploy_validate_sh() -> None:
     if present.returncode != 0:
         message = (
             "the deploy validators are not installed; `deploy/validate.sh --install-only`"
-            " installs them (cold: several minutes, mostly building promtool)"
+            " installs them (about 4 minutes cold, mostly building promtool)"
         )
         if in_ci:
             pytest.fail(f"{message}. CI must install them before the tests.")
