@@ -8,7 +8,6 @@ offsets go in one Kafka transaction per batch.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 import uuid
@@ -37,6 +36,44 @@ from consumer.validate import Invalid, validate_record
 log = get_logger(__name__)
 
 DEAD_LETTER_SIZE_FACTOR = 4  # base64 plus envelope of an oversized original still fits
+
+
+SEND_OFFSETS_TIMEOUT_S = 10.0
+
+
+def _bounded(name: str, call: Callable[[], object], deadline_s: float) -> Callable[[], None]:
+    """``call`` on a helper thread; ``KafkaFatal`` if it has not returned after ``deadline_s``.
+
+    librdkafka's send_offsets_to_transaction() can block forever, past its own timeout, when
+    the group coordinator went away (librdkafka issues #5456, #5511: seen here after a broker
+    restart). A blocked C call cannot be interrupted, so the service exits (code 5) and its
+    restart resumes from the committed offsets; the open transaction is aborted by the
+    broker, or fenced at once when the transactional id is stable.
+    """
+
+    def run_bounded() -> None:
+        outcome: list[BaseException | None] = []
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                call()
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"txn-{name}", daemon=True).start()
+        if not done.wait(deadline_s):
+            raise KafkaFatal(
+                f"{name} did not return within {deadline_s:.0f} s (librdkafka hang); exiting"
+                " so that a restart resumes from the committed offsets"
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    return run_bounded
 
 
 class _TransactionAborted(Exception):
@@ -278,32 +315,48 @@ class ClassifierService:
 
     def _dead_letter_output(self, record: Record, invalid: Invalid) -> _Output:
         self.metrics.dead_lettered.labels(error_type=invalid.error_type).inc()
-        event = dead_letter_for(record, invalid.error_type, invalid.message)
+        limit = self.settings.topics.max_message_bytes  # the dead-letter topic's limit
+        event = dead_letter_for(
+            record, invalid.error_type, invalid.message, max_message_bytes=limit
+        )
         return _Output(
             record,
             self.settings.topics.dead_letter,
             record.key,
             event.to_bytes(),
-            dead_letter_headers(record, invalid.error_type, invalid.message),
+            dead_letter_headers(
+                record, invalid.error_type, invalid.message, max_message_bytes=limit
+            ),
             "dead_letter",
         )
 
     # At-least-once delivery ------------------------------------------------------------
     def _produce(self, output: _Output) -> None:
         output.attempts += 1
-        self.producer.produce(
-            output.topic,
-            output.value,
-            key=output.key,
-            headers=output.headers,
-            on_delivery=self._delivery_callback(output),
-        )
+        on_delivery = self._delivery_callback(output)
+        try:
+            self.producer.produce(
+                output.topic,
+                output.value,
+                key=output.key,
+                headers=output.headers,
+                on_delivery=on_delivery,
+            )
+        except KafkaException as exc:
+            # Refused before it was queued (e.g. "Unknown topic" once librdkafka knows the
+            # topic is missing): a failed delivery like any other, retried with backoff.
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, confluent_kafka.KafkaError):
+                error = confluent_kafka.KafkaError(confluent_kafka.KafkaError._FAIL, str(exc))
+            if error.fatal():
+                raise KafkaFatal(f"produce: {error}") from exc
+            on_delivery(error, None)
 
     def _delivery_callback(
         self, output: _Output
-    ) -> Callable[[confluent_kafka.KafkaError | None, confluent_kafka.Message], None]:
+    ) -> Callable[[confluent_kafka.KafkaError | None, confluent_kafka.Message | None], None]:
         def on_delivery(
-            err: confluent_kafka.KafkaError | None, _msg: confluent_kafka.Message
+            err: confluent_kafka.KafkaError | None, _msg: confluent_kafka.Message | None
         ) -> None:
             record = output.record
             if err is not None:
@@ -408,21 +461,29 @@ class ClassifierService:
         try:
             self._txn_call("begin_transaction", self.producer.begin_transaction)
             for o in outputs:
-                self._txn_call(
-                    "produce",
-                    functools.partial(
-                        self.producer.produce,
+                try:
+                    self.producer.produce(
                         o.topic,
                         o.value,
                         key=o.key,
                         headers=o.headers,
                         on_delivery=self._txn_delivery(o),
-                    ),
-                )
+                    )
+                except KafkaException as exc:  # refused before queueing, e.g. unknown topic
+                    error = exc.args[0] if exc.args else None
+                    if isinstance(error, confluent_kafka.KafkaError) and error.fatal():
+                        raise KafkaFatal(f"produce: {error}") from exc
+                    self.metrics.delivery_failures.labels(topic=o.topic).inc()
+                    log.error("delivery_failed", topic=o.topic, error=str(exc))
+                    raise _TransactionAborted(f"produce: {exc}") from exc
             self._txn_call(
                 "send_offsets_to_transaction",
-                lambda: self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.group_metadata()
+                _bounded(
+                    "send_offsets_to_transaction",
+                    lambda: self.producer.send_offsets_to_transaction(
+                        offsets, self.consumer.group_metadata(), SEND_OFFSETS_TIMEOUT_S
+                    ),
+                    SEND_OFFSETS_TIMEOUT_S + 5.0,
                 ),
             )
             self._txn_call("commit_transaction", self.producer.commit_transaction)

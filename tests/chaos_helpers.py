@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import faulthandler
 import importlib.util
 import json
+import logging
 import os
 import random
+import select
 import signal
 import socket
 import string
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -102,7 +106,8 @@ def format_table(rows: Sequence[Figures]) -> list[str]:
     lines = []
     for n, r in enumerate(cells):
         fixed = "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=False))
         )
         lines.append(f"{fixed}  {r[-1]}".rstrip())
         if n == 0:
@@ -117,7 +122,10 @@ def record_figures(fig: Figures) -> Figures:
     with contextlib.suppress(OSError):
         RESULTS_PATH.write_text(
             json.dumps(
-                {"scale": SCALE, "results": [{**asdict(f), "outputs": f.outputs} for f in _RESULTS]},
+                {
+                    "scale": SCALE,
+                    "results": [{**asdict(f), "outputs": f.outputs} for f in _RESULTS],
+                },
                 indent=2,
             )
             + "\n",
@@ -201,6 +209,104 @@ def chaos_model_dir(
     return folder
 
 
+_PREDICTORS: dict[Path, Any] = {}
+
+
+@pytest.fixture(scope="session")
+def chaos_predictor(chaos_model_dir: Path) -> Any:
+    """A ``Predictor`` for ``chaos_model_dir`` in this process (for in-process services)."""
+    if chaos_model_dir not in _PREDICTORS:
+        from consumer.model_store import load_model
+        from consumer.predictor import Predictor
+        from consumer.settings import ModelSettings
+
+        settings = ModelSettings(device="cpu")
+        _PREDICTORS[chaos_model_dir] = Predictor(load_model(chaos_model_dir), settings)
+    return _PREDICTORS[chaos_model_dir]
+
+
+class EventLog(logging.Handler):
+    """Collects the service's structlog events (dicts) from the root logger, in process."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.events: list[dict[str, Any]] = []
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, dict):
+            self.events.append(dict(record.msg))
+        try:
+            self.lines.append(self.format(record) if self.formatter else record.getMessage())
+        except Exception:  # never break the service's logging
+            self.lines.append(repr(record.msg))
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in list(self.events) if e.get("event") == name]
+
+    def __enter__(self) -> EventLog:
+        from consumer.logs import get_logger
+
+        get_logger(__name__)  # configures logging once (it replaces the root handlers)
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        logging.getLogger().removeHandler(self)
+
+
+class ServiceThread:
+    """A ``ClassifierService`` running on a thread of the test process."""
+
+    def __init__(self, settings: Settings, predictor: Any) -> None:
+        from consumer.service import ClassifierService
+
+        self.service = ClassifierService(settings, predictor)
+        self.code: int | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="service", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.code = self.service.run()
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def metrics_text(self) -> str:
+        import urllib.request
+
+        deadline = time.monotonic() + 30
+        while self.service.health is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert self.service.health is not None
+        url = f"http://127.0.0.1:{self.service.health.port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode())
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels`` (via /metrics)."""
+        total = 0.0
+        for line in self.metrics_text().splitlines():
+            if not line.startswith(name) or line.startswith("#"):
+                continue
+            head, _, value = line.rpartition(" ")
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        self.service.stop_event.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the service did not stop"
+        if self.error is not None:
+            raise self.error
+        return self.code
+
+
 # --------------------------------------------------------------------------- tickets
 
 _SUBJECTS = [
@@ -255,13 +361,13 @@ HOSTILE_KINDS = (
     "unicode_text",
 )
 # The dead-letter reason each hostile kind must get (unicode_text is a valid ticket).
-EXPECTED_REASON = {
-    "not_json": {"invalid_json"},
+EXPECTED_REASON: dict[str, set[str | None]] = {
+    "not_json": {"invalid_json", "invalid_utf8", "schema_violation"},
     "invalid_utf8": {"invalid_utf8"},
     "huge": {"too_large"},
-    "deep_nesting": {"invalid_json", "schema_violation"},
-    "nulls": {"schema_violation", "invalid_json", "empty_record"},
-    "control_chars": {"empty_after_cleaning", None},
+    "deep_nesting": {"invalid_json", "schema_violation", "too_large", None},
+    "nulls": {"schema_violation", "invalid_json", "empty_record", None},
+    "control_chars": {"empty_after_cleaning", "schema_violation", None},
     "wrong_types": {"schema_violation"},
     "missing_fields": {"schema_violation"},
     "empty": {"empty_record"},
@@ -291,7 +397,9 @@ def hostile_payload(rng: random.Random, kind: str, key: str, huge_bytes: int) ->
         if choice == 0:
             return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
         if choice == 1:
-            return "".join(rng.choice(string.printable) for _ in range(rng.randrange(1, 80))).encode()
+            return "".join(
+                rng.choice(string.printable) for _ in range(rng.randrange(1, 80))
+            ).encode()
         return b"{'id': 'single quotes', body: unquoted}"
     if kind == "invalid_utf8":
         good = json.dumps(base).encode()
@@ -299,12 +407,16 @@ def hostile_payload(rng: random.Random, kind: str, key: str, huge_bytes: int) ->
         bad = rng.choice([b"\xff", b"\xc3\x28", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf8\x88\x80"])
         return good[:cut] + bad + good[cut:]
     if kind == "huge":
-        return json.dumps({**base, "body": "A" * huge_bytes}).encode()
+        # Incompressible (random base64), so lz4 cannot shrink it under a size limit.
+        body = base64.b64encode(rng.randbytes(huge_bytes * 3 // 4)).decode()
+        return json.dumps({**base, "body": body}).encode()
     if kind == "deep_nesting":
         depth = rng.choice([50, 300, 3000, 20000])
         if rng.random() < 0.5:
             return ("[" * depth + "]" * depth).encode()
-        return (json.dumps(base)[:-1] + ', "metadata": ' + '{"a":' * depth + "1" + "}" * depth + "}").encode()
+        return (
+            json.dumps(base)[:-1] + ', "metadata": ' + '{"a":' * depth + "1" + "}" * depth + "}"
+        ).encode()
     if kind == "nulls":
         return rng.choice(
             [
@@ -312,7 +424,7 @@ def hostile_payload(rng: random.Random, kind: str, key: str, huge_bytes: int) ->
                 json.dumps({**base, "body": None}).encode(),
                 json.dumps({**base, "id": None}).encode(),
                 b"\x00" * rng.randrange(1, 64),
-                json.dumps({**base, "id": "nul\u0000id"}).encode(),
+                json.dumps({**base, "subject": "nul\u0000subject"}).encode(),
             ]
         )
     if kind == "control_chars":
@@ -321,9 +433,18 @@ def hostile_payload(rng: random.Random, kind: str, key: str, huge_bytes: int) ->
         return json.dumps({**base, "body": body}).encode()
     if kind == "wrong_types":
         field_name, value = rng.choice(
-            [("id", 12345), ("body", 17), ("body", ["a", "b"]), ("subject", {"x": 1}),
-             ("channel", "carrier-pigeon"), ("created_at", "yesterday-ish"), ("metadata", [1, 2]),
-             ("schema_version", 99), ("event_type", "ticket.other"), ("id", "has space")]
+            [
+                ("id", 12345),
+                ("body", 17),
+                ("body", ["a", "b"]),
+                ("subject", {"x": 1}),
+                ("channel", "carrier-pigeon"),
+                ("created_at", "yesterday-ish"),
+                ("metadata", [1, 2]),
+                ("schema_version", 99),
+                ("event_type", "ticket.other"),
+                ("id", "has space"),
+            ]
         )
         return json.dumps({**base, field_name: value}).encode()
     if kind == "missing_fields":
@@ -338,7 +459,9 @@ def hostile_payload(rng: random.Random, kind: str, key: str, huge_bytes: int) ->
         return json.dumps({**base, "priority": "urgent", "__proto__": {}}).encode()
     if kind == "unicode_text":
         text = " ".join(rng.sample(_UNICODE_SNIPPETS, 3))
-        return json.dumps({**base, "subject": text[:30], "body": text}, ensure_ascii=rng.random() < 0.5).encode()
+        return json.dumps(
+            {**base, "subject": text[:30], "body": text}, ensure_ascii=rng.random() < 0.5
+        ).encode()
     raise ValueError(kind)
 
 
@@ -352,12 +475,18 @@ class Landed:
     offset: int
 
 
+_QUIET = logging.getLogger("tests.chaos.quiet")
+_QUIET.propagate = False
+_QUIET.setLevel(logging.CRITICAL + 1)
+
+
 class LandingProducer:
     """A producer that records where each (key, value) landed (partition, offset)."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.topic = topic
         self.producer = Producer(kafka, extra={"message.max.bytes": 4 * 1024 * 1024})
+        self.producer._conf["logger"] = _QUIET  # broker outages are expected here
         self.landed: list[Landed] = []
         self.failures: list[str] = []
 
@@ -505,8 +634,9 @@ class OutputReader:
             meta = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
             if meta is None or meta.error is not None:
                 continue
-            added += [TopicPartition(topic, p, 0) for p in meta.partitions
-                      if (topic, p) not in known]
+            added += [
+                TopicPartition(topic, p, 0) for p in meta.partitions if (topic, p) not in known
+            ]
         if added:
             self.partitions += added
             self.consumer.incremental_assign(added)
@@ -576,8 +706,9 @@ class OutputReader:
         self.consumer.close()
 
 
-def tally(scenario: str, landed: Sequence[Landed], out: Outputs, started: float,
-          **notes: Any) -> Figures:
+def tally(
+    scenario: str, landed: Sequence[Landed], out: Outputs, started: float, **notes: Any
+) -> Figures:
     """Lost (input keys without output) and duplicated (extra outputs) for one run."""
     keys = out.keys()
     expected = [x.key for x in landed]
@@ -602,7 +733,9 @@ def tally(scenario: str, landed: Sequence[Landed], out: Outputs, started: float,
 def committed(kafka: KafkaSettings, group: str, topic: str, partitions: int) -> dict[int, int]:
     consumer = RawConsumer({**kafka.client_config(), "group.id": group})
     try:
-        parts = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        parts = consumer.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+        )
         return {tp.partition: tp.offset for tp in parts}
     finally:
         consumer.close()
@@ -769,6 +902,7 @@ class ServiceProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._popen: subprocess.Popen[bytes] | None = None
         if spawner is not None:
+            log_path.touch()
             self.pid = spawner.spawn(env, log_path)
         else:
             with log_path.open("ab") as log:
@@ -851,6 +985,15 @@ class ServiceProcess:
 
     def tail(self, chars: int = 4000) -> str:
         return self.text()[-chars:]
+
+    def stacks(self) -> str:
+        """The Python stacks of every thread (forked children only), for a stuck service."""
+        if self.spawner is None or self.poll() is not None:
+            return self.tail()
+        before = len(self.text())
+        self.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        return self.text()[before:][-6000:] or self.tail()
 
 
 # --------------------------------------------------------------------------- private broker
@@ -941,7 +1084,7 @@ def decode_key(value: str | None) -> str:
 
 # --------------------------------------------------------------------------- fork server
 # A fork server for the failure suite: ``python -m consumer`` without the 20 s start each time.
-# 
+#
 # Importing torch/transformers/peft and loading the model takes ~20 s on the shared 2-core test
 # machine, so a scenario that kills and restarts the consumer a few times would spend minutes
 # starting Python. This process imports ``consumer.__main__`` and loads the model once, then
@@ -950,13 +1093,13 @@ def decode_key(value: str | None) -> str:
 # its exit code) with its stdout/stderr on a log file. Only ``load_predictor`` is short-cut to
 # the preloaded predictor, and only for the preloaded model folder; any other folder takes the
 # real loading path in the child.
-# 
+#
 # Protocol (JSON lines): the parent writes ``{"env": {...}, "log": "/path"}`` and reads
 # ``{"pid": N}``; whenever a child ends it reads ``{"exit": N, "code": C}`` (``-9`` after
 # SIGKILL). ``{"ready": true}`` is the first line, once the model is loaded. No Kafka client
 # exists in this process before a fork (librdkafka threads do not survive fork), and
 # OMP_NUM_THREADS=1 keeps torch from starting a thread pool here.
-# 
+#
 # Usage: ``python -m tests.chaos_zygote MODEL_DIR``.
 
 
@@ -971,6 +1114,7 @@ def _zygote_child(request: dict[str, Any]) -> None:
     os.close(devnull)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # ServiceProcess.stacks()
     os.environ.clear()
     os.environ.update(request["env"])
     code = 1
@@ -996,15 +1140,13 @@ def _zygote_child(request: dict[str, Any]) -> None:
 def zygote_main(model_dir: Path) -> int:
     """The fork server (see ``Zygote``); runs as ``python -m tests.chaos_helpers zygote DIR``."""
     model_dir = model_dir.resolve()
-    import consumer.__main__  # noqa: F401 - import everything heavy once
+    import consumer.__main__
     import consumer.service
     from consumer.settings import Settings
 
     settings = Settings()
     preloaded = consumer.service.load_predictor(
-        settings.model_copy(
-            update={"model": settings.model.model_copy(update={"path": model_dir})}
-        )
+        settings.model_copy(update={"model": settings.model.model_copy(update={"path": model_dir})})
     )
     real_load = consumer.service.load_predictor
 

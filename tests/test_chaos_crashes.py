@@ -24,8 +24,8 @@ from tests.chaos_helpers import (
     OutputReader,
     ServiceProcess,
     StreamProducer,
-    chaos_env,
     Zygote,
+    chaos_env,
     chaos_model_dir,  # noqa: F401 - fixture
     chaos_spawner,  # noqa: F401 - fixture
     chaos_summary,  # noqa: F401 - fixture
@@ -48,7 +48,9 @@ def _mixed_stream(prefix: str, n: int, rng: random.Random) -> list[tuple[str, by
     items = []
     for i in range(n):
         if i % 10 == 9:
-            value = hostile_payload(rng, rng.choice(["not_json", "wrong_types"]), f"{prefix}-{i}", 0)
+            value = hostile_payload(
+                rng, rng.choice(["not_json", "wrong_types"]), f"{prefix}-{i}", 0
+            )
             items.append((f"{prefix}-{i}", value or b"x"))
         else:
             items.append(good_ticket(prefix, i))
@@ -119,7 +121,11 @@ def test_sigkill_at_random_moments_then_restart(
                 offsets = committed(settings.kafka, group, settings.topics.raw, 3)
                 landed: list[Landed] = list(stream.landed)
                 at_risk.append(
-                    sum(1 for x in landed if x.key in seen and x.offset >= max(0, offsets[x.partition]))
+                    sum(
+                        1
+                        for x in landed
+                        if x.key in seen and x.offset >= max(0, offsets[x.partition])
+                    )
                 )
         stream.hurry()
         final = ServiceProcess(env, tmp_path / "run-final.log", chaos_spawner)
@@ -129,6 +135,19 @@ def test_sigkill_at_random_moments_then_restart(
             assert final.alive(), final.tail()
         finally:
             code = final.stop()
+        notes: dict[str, object] = {"seed": seed}
+        if exactly_once:
+            # Outputs of the transactions the kills cut short: written, then aborted.
+            everything = OutputReader(settings, "read_uncommitted")
+            try:
+                notes["aborted"] = sum(everything.drain().keys().values()) - sum(
+                    out.keys().values()
+                )
+            finally:
+                everything.close()
+        else:
+            notes["at_risk"] = at_risk
+        notes["tput"] = _throughput(final)
     finally:
         reader.close()
     assert code == 0, final.tail()
@@ -138,9 +157,7 @@ def test_sigkill_at_random_moments_then_restart(
             landed,
             out,
             started,
-            seed=seed,
-            at_risk=at_risk if at_risk else "-",
-            tput=_throughput(final),
+            **notes,
         )
     )
     assert not out.bad_values, out.bad_values[:5]

@@ -31,21 +31,41 @@ GOOD = {"max_steps": 1, "batch_size": 16, "max_length": 64, "baseline": False}
 BAD = {**GOOD, "head_init": "random", "lr": 1e-7, "head_lr": 1e-7}
 
 
-def train(store: Path, source: Path, overrides: dict[str, Any], force: bool = False) -> TrainResult:
+BUCKETS = {
+    "money": ["billing", "refund", "cancellation"],
+    "access": ["account_access", "security", "data_privacy"],
+    "product": ["bug_report", "feature_request", "integrations_api", "how_to", "feedback"],
+    "logistics": ["shipping"],
+}
+
+
+def train(
+    store: Path,
+    source: Path,
+    overrides: dict[str, Any],
+    force: bool = False,
+    label_map: Path | None = None,
+) -> TrainResult:
     return run_training(
         offline_settings(store),
         TrainingArgs.model_validate(overrides),
         source=source,
         columns=COLUMNS,
         force=force,
+        label_map=label_map,
         progress=False,
     )
 
 
-def texts_by_id(path: Path, min_per_label: int = 1) -> dict[str, tuple[str, str]]:
+def texts_by_id(
+    path: Path, min_per_label: int = 1, label_map: dict[str, str] | None = None
+) -> dict[str, tuple[str, str]]:
     """What training saw: id -> (cleaned text, label)."""
     prepared = prepare(
-        read_file(path, COLUMNS), max_chars=2000, min_examples_per_label=min_per_label
+        read_file(path, COLUMNS),
+        label_map=label_map,
+        max_chars=2000,
+        min_examples_per_label=min_per_label,
     )
     return {e.ticket_id: (e.text, e.label) for e in prepared.examples}
 
@@ -62,13 +82,19 @@ def test_the_test_slice_never_reaches_the_trainer(
         return real_fit(train, validation, **kwargs)
 
     monkeypatch.setattr(trainer, "fit", spy)
-    result = train(tmp_path / "models", synthetic_file, GOOD)
+    # With a label map: the model learns the buckets.
+    map_path = tmp_path / "buckets.json"
+    map_path.write_text(json.dumps(BUCKETS), encoding="utf-8")
+    result = train(tmp_path / "models", synthetic_file, GOOD, label_map=map_path)
     assert result.split is not None
+    assert result.metrics["labels"] == sorted(BUCKETS)
+    assert load_model(result.model_dir).labels == sorted(BUCKETS)
     test_ids = result.split.ids("test")
     args = TrainingArgs()
+    label_map = {label: bucket for bucket, members in BUCKETS.items() for label in members}
     expected_test = {
         ticket_id
-        for ticket_id in texts_by_id(synthetic_file, args.min_examples_per_label)
+        for ticket_id in texts_by_id(synthetic_file, args.min_examples_per_label, label_map)
         if assign_split(
             ticket_id,
             salt=args.split_salt,

@@ -25,6 +25,12 @@ class TrainingArgs(BaseModel):
     lora_r: int = Field(default=16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(default=32, ge=1, description="LoRA scaling numerator (alpha / r).")
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    encoder_dropout: float | None = Field(
+        default=None,
+        ge=0,
+        lt=1,
+        description="Dropout inside the encoder while training; None: the base model's (0.1).",
+    )
     lora_target_modules: list[str] = Field(
         default_factory=lambda: list(ALL_LINEAR),
         description=(
@@ -116,8 +122,12 @@ class TrainingArgs(BaseModel):
     threads: int | None = Field(
         default=None, ge=1, description="torch CPU threads; None: the physical cores."
     )
-    cpu_bf16: bool = Field(
-        default=False, description="bf16 autocast on CPUs with avx512_bf16/AMX (measure first)."
+    cpu_bf16: bool | None = Field(
+        default=None,
+        description=(
+            "bf16 autocast for training on the CPU (weights stay fp32; validation and serving"
+            " run fp32). None: on when the CPU has native bf16 (avx512_bf16 or AMX)."
+        ),
     )
     eval_batch_size: int = Field(default=128, ge=1)
 

@@ -110,7 +110,13 @@ def prepare(
         if not text:  # the consumer dead-letters the same tickets
             drops["empty_after_cleaning"] += 1
             continue
-        examples.append(Example(ticket_id=record.ticket_id, text=text, label=label))
+        examples.append(
+            Example(
+                ticket_id=record.ticket_id,
+                text=text,
+                label=label,
+            )
+        )
     if min_examples_per_label > 1:
         counts = Counter(e.label for e in examples)
         rare = {label for label, n in counts.items() if n < min_examples_per_label}

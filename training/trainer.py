@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -97,10 +97,17 @@ def configure_cpu(threads: int | None) -> int:
     return count
 
 
-def autocast_for(device: torch.device, cpu_bf16: bool) -> Callable[[], AbstractContextManager[Any]]:
+def autocast_for(
+    device: torch.device, cpu_bf16: bool | None
+) -> Callable[[], AbstractContextManager[Any]]:
+    """Mixed precision for training: AMP on the GPU, bf16 on CPUs that have it natively."""
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return lambda: torch.autocast("cuda", dtype=dtype)
+    if cpu_bf16 is None:
+        from consumer.predictor import cpu_has_bf16
+
+        cpu_bf16 = cpu_has_bf16()
     if cpu_bf16:
         return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext
@@ -131,6 +138,14 @@ def load_base(base_model_path: Path) -> tuple[Any, nn.Module]:
 
 def build_network(encoder: nn.Module, num_labels: int, args: TrainingArgs) -> TicketClassifier:
     from peft import LoraConfig, TaskType, get_peft_model
+
+    if args.encoder_dropout is not None:
+        for module in encoder.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = args.encoder_dropout
+        config_any = cast(Any, encoder).config
+        config_any.hidden_dropout_prob = args.encoder_dropout
+        config_any.attention_probs_dropout_prob = args.encoder_dropout
 
     config = LoraConfig(
         task_type=TaskType.FEATURE_EXTRACTION,
@@ -180,6 +195,7 @@ def embed(
     pad_id: int,
     device: torch.device,
     batch_size: int,
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> np.ndarray:
     """Pooled (and normalised, per the head config) embeddings, eval mode."""
     network.eval()
@@ -189,18 +205,20 @@ def embed(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         ids, mask = pad([token_ids[i] for i in idx], pad_id)
-        out[idx] = network.embed(ids.to(device), mask.to(device)).float().cpu().numpy()
+        with autocast():
+            pooled = network.embed(ids.to(device), mask.to(device))
+        out[idx] = pooled.float().cpu().numpy()
     return out
 
 
 def init_head(
-    network: TicketClassifier,
+    head: nn.Linear,
     embeddings: np.ndarray,
     y: np.ndarray,
     num_labels: int,
     args: TrainingArgs,
 ) -> None:
-    """Start the head from class centroids or a logistic regression on frozen embeddings."""
+    """Start a head from class centroids or a logistic regression on frozen embeddings."""
     if args.head_init == "random":
         return
     scale = args.scale
@@ -226,8 +244,8 @@ def init_head(
         bias[present] = intercept / scale
         bias[np.setdiff1d(np.arange(num_labels), present)] = -10.0 / scale
     with torch.no_grad():
-        network.head.weight.copy_(torch.from_numpy(weight))
-        network.head.bias.copy_(torch.from_numpy(bias))
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
 
 
 def class_weights(y: np.ndarray, num_labels: int) -> torch.Tensor:
@@ -324,9 +342,12 @@ def fit(
     loaded = time.monotonic()
 
     eval_kw: dict[str, Any] = {"pad_id": pid, "device": device, "batch_size": args.eval_batch_size}
-    init_embeddings = embed(network, train_ids, **eval_kw)
-    init_head(network, init_embeddings, y_train, len(labels), args)
-    del init_embeddings
+    # The adapter is a no-op before training (LoRA B = 0): embed with the base encoder alone.
+    if args.head_init != "random":
+        with cast(Any, network.encoder).disable_adapter():
+            init_embeddings = embed(network, train_ids, autocast=autocast, **eval_kw)
+        init_head(network.head, init_embeddings, y_train, len(labels), args)
+        del init_embeddings
     init_validation = scores(y_val, infer_probabilities(network, val_ids, **eval_kw))
     head_ready = time.monotonic()
     log.info(
@@ -336,6 +357,7 @@ def fit(
         labels=len(labels),
         device=device.type,
         threads=threads,
+        mixed_precision=autocast is not nullcontext,
         head_init=args.head_init,
         init_val_macro_f1=round(init_validation["macro_f1"], 4),
         mean_tokens=round(float(np.mean(lengths)), 1) if lengths else 0.0,
@@ -387,7 +409,7 @@ def fit(
     def evaluate_now() -> bool:
         """Score validation, keep the best; True when patience is exhausted."""
         nonlocal since_best
-        probs = infer_probabilities(network, val_ids, autocast=autocast, **eval_kw)
+        probs = infer_probabilities(network, val_ids, **eval_kw)  # fp32, as served
         val = scores(y_val, probs)
         record = {
             "step": float(step),
@@ -432,7 +454,10 @@ def fit(
                 scaler.scale(loss).backward()
                 if args.grad_clip:
                     scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(network.parameters(), args.grad_clip)
+                    nn.utils.clip_grad_norm_(
+                        [p for group in optimizer.param_groups for p in group["params"]],
+                        args.grad_clip,
+                    )
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()

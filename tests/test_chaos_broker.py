@@ -1,0 +1,222 @@
+"""Chaos: the broker is stopped mid-stream (SIGTERM, then SIGKILL) and started again.
+
+The scenario runs its OWN broker (``PrivateBroker``: a temporary TICKETSORT_KAFKA_HOME on
+free ports), never the shared one other modules and other people's runs use. Two consumer
+processes run side by side against it, one at-least-once and one exactly-once, each on its
+own topics and group, while a producer streams tickets in. Nobody touches the consumers:
+they must ride out both outages and deliver everything, with nothing lost (and, for
+exactly-once read with read_committed, nothing duplicated).
+
+The at-least-once consumer must recover in place. The exactly-once one may instead exit
+with code 5 (fatal Kafka error) when librdkafka's send_offsets_to_transaction() hangs past
+its timeout after the group coordinator went away (librdkafka #5456/#5511); the test then
+restarts it as a supervisor would, and counts the restarts in the figures.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from consumer.kafka import ensure_topics
+from consumer.settings import KafkaSettings, Settings, TopicSettings
+from tests.chaos_helpers import (
+    SCALE,
+    OutputReader,
+    PrivateBroker,
+    ServiceProcess,
+    StreamProducer,
+    Zygote,
+    chaos_env,
+    chaos_model_dir,  # noqa: F401 - fixture
+    chaos_spawner,  # noqa: F401 - fixture
+    chaos_summary,  # noqa: F401 - fixture
+    committed,
+    good_ticket,
+    record_figures,
+    scaled,
+    tally,
+)
+
+pytestmark = [pytest.mark.chaos, pytest.mark.integration]
+
+
+@dataclass
+class Pipeline:
+    """One consumer (restarted only on exit code 5, as a supervisor would) and its input."""
+
+    processing: str
+    settings: Settings
+    env: dict[str, str]
+    spawner: Zygote | None
+    logs: Path
+    stream: StreamProducer
+    runs: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def service(self) -> ServiceProcess:
+        return self.runs[-1]
+
+    def start(self) -> None:
+        log = self.logs / f"{self.processing}-{len(self.runs)}.log"
+        self.runs.append(ServiceProcess(self.env, log, self.spawner))
+
+    def batches(self) -> int:
+        return sum(len(run.events("batch")) for run in self.runs)
+
+    def events(self, name: str) -> int:
+        return sum(len(run.events(name)) for run in self.runs)
+
+    def wait_progress(self, before: int, timeout: float) -> bool:
+        """A batch after ``before``; restarts the service if it exited with code 5."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.batches() > before:
+                return True
+            code = self.service.poll()
+            if code == 5:  # fatal Kafka error: the documented exit, a supervisor restarts it
+                self.start()
+            elif code is not None:
+                return False
+            time.sleep(0.2)
+        return False
+
+
+def _settings(kafka: KafkaSettings, name: str) -> Settings:
+    base = Settings(_env_file=None)  # type: ignore[call-arg]
+    topics = TopicSettings(
+        raw=f"{name}.raw",
+        classified=f"{name}.classified",
+        review=f"{name}.review",
+        dead_letter=f"{name}.dead-letter",
+        labeled=f"{name}.labeled",
+        partitions=3,
+    )
+    ensure_topics(kafka, topics)
+    return base.model_copy(
+        update={"kafka": kafka.model_copy(update={"group_id": f"g-{name}"}), "topics": topics}
+    )
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> PrivateBroker:
+    broker = PrivateBroker(tmp_path / "kafka-home")
+    try:
+        broker.up()
+    except Exception as exc:  # no java / no jars here: this scenario cannot run
+        if os.environ.get("KAFKA_REQUIRED") == "1":
+            raise
+        pytest.skip(f"cannot start a private broker: {exc}")
+    yield broker  # type: ignore[misc]
+    broker.stop()
+
+
+def test_broker_sigterm_and_sigkill_mid_stream(
+    private_broker: PrivateBroker,
+    chaos_model_dir: Path,  # noqa: F811
+    chaos_spawner: Zygote | None,  # noqa: F811
+    tmp_path: Path,
+    unique: str,
+) -> None:
+    started = time.monotonic()
+    seed = int(os.environ.get("CHAOS_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    n = scaled(300)
+    outages = [signal.SIGTERM, signal.SIGKILL] * max(1, round(SCALE / 5))
+    kafka = KafkaSettings(bootstrap_servers=private_broker.address)
+    print(f"\n[chaos] broker at {private_broker.address}: {n} tickets per mode, CHAOS_SEED={seed}")
+    pipelines: list[Pipeline] = []
+    for processing in ("at-least-once", "exactly-once"):
+        settings = _settings(kafka, f"b{processing[:1]}-{unique}")
+        env = chaos_env(
+            settings,
+            chaos_model_dir,
+            TICKETSORT_CONSUMER__PROCESSING=processing,
+            TICKETSORT_CONSUMER__TRANSACTIONAL_ID=f"{settings.kafka.group_id}-txn",
+            TICKETSORT_BATCHING__MAX_BATCH="8",
+            TICKETSORT_ROUTING__THRESHOLD="0.3",
+        )
+        items = [good_ticket(f"{processing[:1]}{unique}", i) for i in range(n)]
+        stream = StreamProducer(kafka, settings.topics.raw, items, duration_s=15.0 * len(outages))
+        pipelines.append(Pipeline(processing, settings, env, chaos_spawner, tmp_path, stream))
+    try:
+        for p in pipelines:
+            p.start()
+            p.stream.start()
+            assert p.wait_progress(0, 120), p.service.tail()
+        downtime = []
+        for sig in outages:
+            time.sleep(rng.uniform(0.5, 2.0))
+            before = [p.batches() for p in pipelines]
+            t0 = time.monotonic()
+            pid = private_broker.kill(sig)
+            assert pid is not None
+            private_broker.wait_down(pid)
+            time.sleep(rng.uniform(0.5, 2.0))  # the clients notice the outage
+            private_broker.start_again()
+            downtime.append(round(time.monotonic() - t0, 1))
+            for p, count in zip(pipelines, before, strict=True):
+                # Back at work after the broker returned, nobody touching it (except the
+                # supervisor's restart after exit code 5).
+                back = p.wait_progress(count, 120)
+                assert back, (
+                    f"{p.processing} stuck after the broker returned:\n{p.service.stacks()}"
+                )
+        for p in pipelines:
+            landed = p.stream.join(timeout=180)
+            exactly_once = p.processing == "exactly-once"
+            reader = OutputReader(
+                p.settings, "read_committed" if exactly_once else "read_uncommitted"
+            )
+            try:
+                expected = {x.key for x in landed}
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline:
+                    if expected <= set(reader.drain().keys()):
+                        break
+                    p.wait_progress(p.batches(), 1.0)  # restarts it after an exit 5
+                out = reader.wait_for(expected, timeout=5)
+            finally:
+                reader.close()
+            assert p.service.alive(), p.service.tail()
+            restarts = len(p.runs) - 1
+            offsets = committed(kafka, p.settings.kafka.group_id, p.settings.topics.raw, 3)
+            fig = record_figures(
+                tally(
+                    f"broker SIGTERM+SIGKILL ({p.processing})",
+                    landed,
+                    out,
+                    started,
+                    seed=seed,
+                    downtime_s=downtime,
+                    restarts=restarts,
+                    retries=p.events("transaction_retry"),
+                    aborts=p.events("transaction_aborted"),
+                    commit_failures=p.events("commit_failed"),
+                )
+            )
+            assert not out.bad_values, out.bad_values[:5]
+            assert fig.lost == 0, "records lost across broker restarts"
+            if not exactly_once:
+                assert restarts == 0, "the at-least-once consumer recovers in place"
+            if exactly_once:
+                assert fig.duplicated == 0, "exactly-once duplicated across broker restarts"
+            ends: dict[int, int] = {}
+            for x in landed:
+                ends[x.partition] = max(ends.get(x.partition, 0), x.offset + 1)
+            deadline = time.monotonic() + 30
+            while {q: offsets[q] for q in ends} != ends and time.monotonic() < deadline:
+                time.sleep(1)  # the at-least-once commit follows delivery by a moment
+                offsets = committed(kafka, p.settings.kafka.group_id, p.settings.topics.raw, 3)
+            assert {q: offsets[q] for q in ends} == ends, "commit reaches the end of the input"
+    finally:
+        codes = {p.processing: p.service.stop() for p in pipelines}
+    assert codes == {"at-least-once": 0, "exactly-once": 0}, [
+        p.service.tail(2000) for p in pipelines
+    ]

@@ -1,0 +1,617 @@
+"""Chaos: hostile input. Every record ends classified, in review, or dead-lettered with its reason.
+
+* ``test_fuzz_*`` (no broker): hypothesis generates 10,000+ malformed payloads (not JSON,
+  invalid UTF-8, huge, deeply nested, nulls, control characters, emoji/RTL/CJK text, wrong
+  types, missing or extra fields) mixed with good tickets, and feeds them in batches through
+  the service's own ``ClassifierService._process`` (validation, cleaning, routing, dead-letter
+  envelopes, serialisation, offset tracking) with the real tokenizer and a stand-in model.
+* ``test_hostile_stream_end_to_end``: a few thousand of them with good tickets through the
+  real broker and a real ``python -m consumer``: it never dies, and each record gets exactly
+  one output, dead letters with the reason its kind calls for.
+* ``test_garbage_stream_trips_the_dead_letter_rate_limit``: a stream that is mostly garbage
+  stops the service cleanly (exit code 4) with the commit not past undelivered output.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import random
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consumer.dead_letter import MAX_ERROR_MESSAGE
+from consumer.events import ClassifiedTicket, DeadLetter, RawTicket, ReviewRequest
+from consumer.kafka import Record
+from consumer.model_store import Thresholds
+from consumer.predictor import Prediction
+from consumer.settings import Settings
+from tests.chaos_helpers import (
+    EXPECTED_REASON,
+    HOSTILE_KINDS,
+    SCALE,
+    Figures,
+    OutputReader,
+    ServiceProcess,
+    Zygote,
+    assert_commit_not_past_output,
+    chaos_env,
+    chaos_model_dir,  # noqa: F401 - fixture
+    chaos_spawner,  # noqa: F401 - fixture
+    chaos_summary,  # noqa: F401 - fixture
+    committed,
+    good_ticket,
+    hostile_payload,
+    produce_landed,
+    record_figures,
+    scaled,
+    tally,
+)
+
+pytestmark = [pytest.mark.chaos]
+
+REASONS = {
+    "empty_record",
+    "too_large",
+    "invalid_utf8",
+    "invalid_json",
+    "schema_violation",
+    "empty_after_cleaning",
+}
+FUZZ_EXAMPLES = scaled(10_000)
+FUZZ_MAX_BODY = 4096  # smaller than the default 64 KiB so that "too large" is cheap to hit
+
+
+# --------------------------------------------------------------------------- in process
+
+
+class StandInPredictor:
+    """The real tokenizer (hostile text goes through it) and a deterministic fake model."""
+
+    version = "fuzz"
+    device = "cpu"
+    precision = "fp32"
+    labels: ClassVar[list[str]] = ["billing", "technical", "account", "shipping"]
+
+    def __init__(self) -> None:
+        from transformers import AutoTokenizer
+
+        from consumer.modeling import resolve_base_model
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(resolve_base_model(None)))
+        self.model = type("M", (), {"thresholds": Thresholds(0.5), "path": Path(".")})()
+
+    def describe(self) -> dict[str, Any]:
+        return {"model_version": self.version}
+
+    def predict(self, texts: list[str], top_k: int = 3) -> list[Prediction]:
+        ids = self.tokenizer(list(texts), truncation=True, max_length=64)["input_ids"]
+        out = []
+        for text, row in zip(texts, ids, strict=True):
+            assert row and isinstance(text, str) and text
+            h = zlib.crc32(text.encode("utf-8", "surrogatepass"))
+            scores = sorted(
+                ((c, ((h >> (4 * i)) % 97) / 96) for i, c in enumerate(self.labels)),
+                key=lambda x: -x[1],
+            )
+            out.append(Prediction(scores[0][0], scores[0][1], scores[:top_k]))
+        return out
+
+
+@dataclass
+class Sent:
+    topic: str
+    value: bytes
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+class RecordingProducer:
+    """Stands in for the Kafka producer: records outputs, reports them delivered at poll()."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+        self._pending: list[Callable[[Any, Any], None]] = []
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: Any = None,
+        headers: Any = None,
+        on_delivery: Callable[[Any, Any], None] | None = None,
+    ) -> None:
+        assert isinstance(value, bytes)
+        self.sent.append(Sent(topic, value, key, list(headers or [])))
+        if on_delivery is not None:
+            self._pending.append(on_delivery)
+
+    def poll(self, _timeout: float = 0.0) -> int:
+        pending, self._pending = self._pending, []
+        for callback in pending:
+            callback(None, None)
+        return len(pending)
+
+    def take_failures(self) -> list[tuple[str, str]]:
+        return []
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
+class Harness:
+    """A ClassifierService that never connects: ``_process`` on batches of records."""
+
+    def __init__(self, predictor: StandInPredictor) -> None:
+        from consumer.service import ClassifierService
+
+        base = Settings(_env_file=None)  # type: ignore[call-arg]
+        cfg = base.model_copy(
+            update={
+                "validation": base.validation.model_copy(
+                    update={"max_body_bytes": FUZZ_MAX_BODY, "dead_letter_max_ratio": 1.0}
+                ),
+                "consumer": base.consumer.model_copy(update={"metrics_port": 0}),
+            }
+        )
+        self.settings = cfg
+        self.service = ClassifierService(cfg, predictor)  # type: ignore[arg-type]
+        self.producer = RecordingProducer()
+        self.service.producer = self.producer  # type: ignore[assignment]
+        self.offset = 0
+        self.counts: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+
+    def run(self, batch: list[tuple[str, bytes | None, set[str | None]]]) -> None:
+        topics = self.settings.topics
+        records = []
+        for key, value, _ in batch:
+            records.append(
+                Record(
+                    topics.raw,
+                    0,
+                    self.offset,
+                    key.encode(),
+                    value,
+                    (("trace", b"\xff\x00"),),
+                    1_700_000_000_000,
+                )
+            )
+            self.offset += 1
+        before = len(self.producer.sent)
+        self.service.assigned.add((topics.raw, 0))
+        self.service._process(records)
+        self.producer.poll()
+        sent = self.producer.sent[before:]
+        # Exactly one output per record. Dead letters name their source offset; routed
+        # outputs (keyed by ticket id) follow the order of the records that were not.
+        assert len(sent) == len(records), (len(sent), len(records))
+        dead = {}
+        for s in sent:
+            if s.topic == topics.dead_letter:
+                offset = DeadLetter.model_validate_json(s.value).source_offset
+                assert offset not in dead, f"two dead letters for offset {offset}"
+                dead[offset] = s
+        routed = iter([s for s in sent if s.topic != topics.dead_letter])
+        for record, (_key, value, expected) in zip(records, batch, strict=True):
+            out = dead.get(record.offset) or next(routed)
+            self._check(record, value, expected, out)
+        # Everything was delivered, so the commit may move to the end, and no further.
+        committable = self.service.tracker.committable()
+        assert committable.get((topics.raw, 0)) == self.offset, committable
+        self.service.tracker.mark_committed(committable)
+
+    def _check(
+        self, record: Record, value: bytes | None, expected: set[str | None], out: Sent
+    ) -> None:
+        topics = self.settings.topics
+        limit = topics.max_message_bytes
+        size = len(out.value) + len(out.key or b"") + sum(len(k) + len(v) for k, v in out.headers)
+        assert size <= limit, f"{out.topic} message of {size} bytes, over {limit}"
+        if out.topic == topics.dead_letter:
+            event = DeadLetter.model_validate_json(out.value)
+            assert event.error_type in REASONS, event.error_type
+            assert event.error_type in expected, (
+                event.error_type,
+                expected,
+                value[:80] if value else value,
+            )
+            assert event.source_offset == record.offset
+            assert event.original_size == len(value or b"")
+            original = base64.b64decode(event.original_value or "")
+            assert (value or b"").startswith(original)
+            assert len(event.error_message) <= MAX_ERROR_MESSAGE
+            headers = dict(out.headers)
+            assert headers["ticketsort.error.type"] == event.error_type.encode()
+            assert headers["original.trace"] == b"\xff\x00"
+            self.counts["dead_letter"] += 1
+            self.reasons[event.error_type] += 1
+            return
+        assert None in expected, f"expected a dead letter {expected}, got {out.topic}"
+        model = ClassifiedTicket if out.topic == topics.classified else ReviewRequest
+        assert out.topic in (topics.classified, topics.review), out.topic
+        event = model.model_validate_json(out.value)
+        assert out.key == event.ticket.id.encode()  # outputs are keyed by the ticket id
+        parsed = RawTicket.model_validate_json(value or b"")
+        assert event.ticket.model_dump(exclude={"created_at"}) == parsed.model_dump(
+            exclude={"created_at"}
+        )
+        self.counts["classified" if model is ClassifiedTicket else "review"] += 1
+
+
+# Hypothesis strategies: (kind, payload bytes or None, reasons allowed; None = routed).
+
+GOOD_BASE = {"id": "fz-1", "subject": "Refund", "body": "Please refund order 1234, it broke."}
+_weird_text = st.text(
+    alphabet=st.one_of(
+        st.characters(min_codepoint=0x0590, max_codepoint=0x06FF),  # Hebrew, Arabic (RTL)
+        st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF),  # CJK
+        st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF),  # emoji
+        st.sampled_from(["\u200d", "\u202e", "\u200f", "\ufe0f", "\u0301", "\u00a0"]),
+        st.characters(codec="utf-8"),
+    ),
+    min_size=1,
+    max_size=120,
+)
+_controls = st.text(
+    alphabet=st.characters(categories=["Cc", "Cf", "Zl", "Zp", "Zs"]), min_size=1, max_size=60
+)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+FIELDS = [
+    "id",
+    "subject",
+    "body",
+    "channel",
+    "created_at",
+    "customer_id",
+    "metadata",
+    "schema_version",
+    "event_type",
+    "language",
+]
+
+
+def _dumps(obj: Any, ascii_only: bool) -> bytes:
+    return json.dumps(obj, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> tuple[str, bytes | None, set[str | None]]:
+    kind = draw(
+        st.sampled_from(
+            [
+                "good",
+                "weird_text",
+                "random_bytes",
+                "random_text",
+                "invalid_utf8",
+                "huge",
+                "deep_nesting",
+                "nulls",
+                "control_chars",
+                "surrogates",
+                "wrong_types",
+                "missing_fields",
+                "extra_fields",
+                "truncated",
+                "empty",
+            ]
+        )
+    )
+    ascii_only = draw(st.booleans())
+    routed: set[str | None] = {None, "empty_after_cleaning"}
+    if kind == "good":
+        return kind, _dumps(GOOD_BASE, ascii_only), {None}
+    if kind == "weird_text":
+        body = draw(_weird_text)
+        subject = draw(st.none() | _weird_text)
+        ticket = {"id": "fz-2", "body": body, "subject": subject}
+        return kind, _dumps(ticket, ascii_only), routed | {"schema_violation", "too_large"}
+    if kind == "random_bytes":
+        data = draw(st.binary(min_size=1, max_size=300))
+        return kind, data, {"invalid_utf8", "invalid_json", "schema_violation"}
+    if kind == "random_text":
+        data = draw(st.text(min_size=1, max_size=200)).encode("utf-8", "surrogatepass")
+        return kind, data, {"invalid_utf8", "invalid_json", "schema_violation"}
+    if kind == "invalid_utf8":
+        good = _dumps(GOOD_BASE, ascii_only)
+        cut = draw(st.integers(0, len(good)))
+        bad = draw(
+            st.sampled_from(
+                [
+                    b"\xff",
+                    b"\xc3\x28",
+                    b"\xc0\xaf",
+                    b"\xed\xa0\x80",
+                    b"\xf8\x88\x80\x80",
+                    b"\x80",
+                    b"\xe2\x82",
+                ]
+            )
+        )
+        return kind, good[:cut] + bad + good[cut:], {"invalid_utf8"}
+    if kind == "huge":
+        size = draw(st.integers(FUZZ_MAX_BODY - 200, FUZZ_MAX_BODY * 3))
+        value = _dumps({**GOOD_BASE, "body": "B" * size}, ascii_only)
+        return kind, value, {"too_large"} if len(value) > FUZZ_MAX_BODY else {None}
+    if kind == "deep_nesting":
+        depth = draw(st.integers(1, 3000))
+        where = draw(st.sampled_from(["top", "metadata", "body"]))
+        if where == "top":
+            value = ("[" * depth + "]" * depth).encode()
+            return kind, value, {"invalid_json", "schema_violation", "too_large"}
+        inner = '{"a":' * depth + "1" + "}" * depth
+        if where == "body":
+            value = (_dumps(GOOD_BASE, True)[:-1].decode() + ', "metadata": {}}').encode()
+            value = value.replace(
+                b'"Please', b'"' + inner.replace('"', '\\"').encode() + b" Please"
+            )
+            return kind, value, routed | {"too_large"}
+        value = (_dumps(GOOD_BASE, True)[:-1].decode() + f', "metadata": {inner}}}').encode()
+        return kind, value, {None, "invalid_json", "too_large"}
+    if kind == "nulls":
+        choice = draw(st.sampled_from(["literal", "field", "nul_bytes", "nul_in_text"]))
+        if choice == "literal":
+            return kind, b"null", {"schema_violation"}
+        if choice == "field":
+            field = draw(st.sampled_from(FIELDS))
+            ticket = {**GOOD_BASE, field: None}
+            allowed = {None} if field in ("subject", "customer_id", "language") else set()
+            return kind, _dumps(ticket, ascii_only), allowed | {"schema_violation"}
+        if choice == "nul_bytes":
+            return kind, b"\x00" * draw(st.integers(1, 64)), {"invalid_json"}
+        text = draw(st.text(alphabet="\x00ab ", min_size=1, max_size=30))
+        return kind, _dumps({**GOOD_BASE, "body": text}, ascii_only), routed | {"schema_violation"}
+    if kind == "control_chars":
+        text = draw(_controls)
+        body = draw(st.sampled_from([text, f"printer broken {text} help me"]))
+        return kind, _dumps({**GOOD_BASE, "body": body}, ascii_only), routed | {"schema_violation"}
+    if kind == "surrogates":
+        lone = draw(st.sampled_from(["\ud800", "\udfff", "\udbff\ud7ff"]))
+        value = _dumps({**GOOD_BASE, "body": f"x{lone}y"}, ascii_only)
+        return kind, value, {"invalid_json", "invalid_utf8"}
+    if kind == "wrong_types":
+        field = draw(st.sampled_from(FIELDS))
+        bad_value = draw(_json_values)
+        # Some draws are valid after all (a str id, a dict for metadata, None for subject).
+        allowed: set[str | None] = {"schema_violation", "invalid_json"} | routed
+        return kind, _dumps({**GOOD_BASE, field: bad_value}, ascii_only), allowed
+    if kind == "missing_fields":
+        drop = draw(st.sets(st.sampled_from(["id", "body"]), min_size=1))
+        ticket = {k: v for k, v in GOOD_BASE.items() if k not in drop}
+        return kind, _dumps(ticket, ascii_only), {"schema_violation"}
+    if kind == "extra_fields":
+        name = draw(st.text(min_size=1, max_size=10).filter(lambda n: n not in FIELDS))
+        return kind, _dumps({**GOOD_BASE, name: 1}, ascii_only), {"schema_violation"}
+    if kind == "truncated":
+        good = _dumps(GOOD_BASE, ascii_only)
+        return kind, good[: draw(st.integers(1, len(good) - 1))], {"invalid_json"}
+    return kind, draw(st.sampled_from([None, b""])), {"empty_record"}
+
+
+_HARNESS: list[Harness] = []
+_SEEN: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module")
+def harness() -> Harness:
+    logging.getLogger("consumer.service").setLevel(logging.WARNING)  # 10,000 "batch" lines
+    try:
+        _HARNESS.append(Harness(StandInPredictor()))
+        yield _HARNESS[-1]  # type: ignore[misc]
+    finally:
+        logging.getLogger("consumer.service").setLevel(logging.NOTSET)
+
+
+@settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+@given(batch=st.lists(payloads(), min_size=1, max_size=4))
+def test_fuzz_every_payload_gets_exactly_one_valid_output(
+    harness: Harness, batch: list[tuple[str, bytes | None, set[str | None]]]
+) -> None:
+    keyed = []
+    for kind, value, expected in batch:
+        _SEEN[kind] += 1
+        keyed.append((f"k{harness.offset + len(keyed)}", value, expected))
+    harness.run(keyed)
+
+
+def test_fuzz_figures(harness: Harness) -> None:
+    """Runs after the fuzzer (file order): its totals, and that 10,000+ payloads were checked."""
+    total = sum(_SEEN.values())
+    if total == 0:
+        pytest.skip("the fuzzer did not run in this session")
+    record_figures(
+        Figures(
+            scenario="fuzz in-process (hypothesis)",
+            inputs=total,
+            classified=harness.counts["classified"],
+            review=harness.counts["review"],
+            dead_letter=harness.counts["dead_letter"],
+            notes={"malformed": total - _SEEN["good"], **dict(harness.reasons)},
+        )
+    )
+    assert total - _SEEN["good"] >= 10_000 * min(SCALE, 1) * 0.8, _SEEN
+    assert sum(harness.counts.values()) == total
+
+
+def test_oversized_record_dead_letter_fits_the_topic() -> None:
+    """A record near the raw topic's 1 MB limit must still fit the dead-letter topic."""
+    from consumer.service import ClassifierService
+
+    base = Settings(_env_file=None)  # type: ignore[call-arg]
+    service = ClassifierService(base, StandInPredictor())  # type: ignore[arg-type]
+    producer = RecordingProducer()
+    service.producer = producer  # type: ignore[assignment]
+    service.assigned.add((base.topics.raw, 0))
+    size = base.topics.max_message_bytes - 1000
+    value = json.dumps({**GOOD_BASE, "body": "Z" * size}).encode()[:size]
+    service._process([Record(base.topics.raw, 0, 7, b"big", value, (), None)])
+    (sent,) = producer.sent
+    total = len(sent.value) + len(sent.key or b"") + sum(len(k) + len(v) for k, v in sent.headers)
+    assert sent.topic == base.topics.dead_letter
+    assert total <= base.topics.max_message_bytes, f"dead letter of {total} bytes"
+    event = DeadLetter.model_validate_json(sent.value)
+    assert event.error_type == "too_large" and event.original_size == len(value)
+    kept = base64.b64decode(event.original_value or "")
+    assert value.startswith(kept) and 0 < len(kept) < len(value)
+    assert dict(sent.headers)["ticketsort.original.truncated"] == str(len(kept)).encode()
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _hostile_items(
+    prefix: str, n_bad: int, n_good: int, rng: random.Random, huge: int = 2
+) -> tuple[list[tuple[str, bytes | None]], dict[str, str]]:
+    items: list[tuple[str, bytes | None]] = []
+    kinds: dict[str, str] = {}
+    for i in range(n_good):
+        items.append(good_ticket(f"{prefix}-good", i))
+        kinds[items[-1][0]] = "good"
+    for i in range(n_bad):
+        kind = HOSTILE_KINDS[i % len(HOSTILE_KINDS)]
+        key = f"{prefix}-{kind}-{i}"
+        size = 2 * 64 * 1024 if kind == "huge" else 0
+        if kind == "huge" and i < huge * len(HOSTILE_KINDS):
+            size = 900_000  # near the raw topic's 1 MB limit: its dead letter must still fit
+        items.append((key, hostile_payload(rng, kind, key, size)))
+        kinds[key] = kind
+    rng.shuffle(items)
+    return items, kinds
+
+
+@pytest.mark.integration
+def test_hostile_stream_end_to_end(
+    settings: Settings,
+    chaos_model_dir: Path,  # noqa: F811
+    chaos_spawner: Zygote | None,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    seed = int(os.environ.get("CHAOS_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    items, kinds = _hostile_items(settings.kafka.group_id, scaled(2000), scaled(1000), rng)
+    landed = produce_landed(settings.kafka, settings.topics.raw, items)
+    env = chaos_env(
+        settings,
+        chaos_model_dir,
+        TICKETSORT_ROUTING__THRESHOLD="0.3",
+        TICKETSORT_BATCHING__MAX_BATCH="64",
+        # Two thirds of this stream are garbage on purpose: the limit has its own test below.
+        TICKETSORT_VALIDATION__DEAD_LETTER_MAX_RATIO="0.95",
+    )
+    service = ServiceProcess(env, tmp_path / "hostile.log", chaos_spawner)
+    reader = OutputReader(settings)
+    try:
+        expected = {x.key for x in landed}
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and service.alive():
+            if expected <= set(reader.drain().keys()):
+                break
+            time.sleep(0.5)
+        out = reader.wait_for(expected, timeout=5)
+        assert service.alive(), f"the consumer died:\n{service.tail()}"
+    finally:
+        reader.close()
+        code = service.stop()
+    assert code == 0, service.tail()
+    fig = record_figures(
+        tally(
+            "hostile stream end-to-end",
+            landed,
+            out,
+            started,
+            seed=seed,
+            malformed=sum(1 for k in kinds.values() if k != "good"),
+        )
+    )
+    assert not out.bad_values, out.bad_values[:5]
+    assert fig.lost == 0 and fig.duplicated == 0
+    wrong = []
+    for key, kind in kinds.items():
+        reason = out.reasons.get(key)
+        routed = out.by_topic["classified"][key] + out.by_topic["review"][key]
+        if kind == "good":
+            ok = routed == 1 and reason is None
+        else:
+            ok = (reason in EXPECTED_REASON[kind]) if reason else (None in EXPECTED_REASON[kind])
+        if not ok:
+            wrong.append((key, kind, reason))
+    assert not wrong, wrong[:10]
+    offsets = committed(settings.kafka, settings.kafka.group_id, settings.topics.raw, 3)
+    assert_commit_not_past_output(landed, set(out.keys()), offsets)
+
+
+@pytest.mark.integration
+def test_garbage_stream_trips_the_dead_letter_rate_limit(
+    settings: Settings,
+    chaos_model_dir: Path,  # noqa: F811
+    chaos_spawner: Zygote | None,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    rng = random.Random(int(os.environ.get("CHAOS_SEED", "7")))
+    window = 200
+    items, _ = _hostile_items(settings.kafka.group_id, scaled(450), scaled(50), rng, huge=0)
+    landed = produce_landed(settings.kafka, settings.topics.raw, items)
+    env = chaos_env(
+        settings,
+        chaos_model_dir,
+        TICKETSORT_ROUTING__THRESHOLD="0.3",
+        TICKETSORT_VALIDATION__DEAD_LETTER_WINDOW=str(window),
+    )
+    service = ServiceProcess(env, tmp_path / "garbage.log", chaos_spawner)
+    try:
+        code = service.wait(180)
+    finally:
+        service.stop()
+    assert code == 4, service.tail()
+    assert service.events("dead_letter_rate_exceeded"), service.tail()
+    assert service.events("service_stopped"), "a clean stop: totals logged, clients closed"
+    reader = OutputReader(settings)
+    try:
+        out = reader.drain()
+    finally:
+        reader.close()
+    offsets = committed(settings.kafka, settings.kafka.group_id, settings.topics.raw, 3)
+    below = assert_commit_not_past_output(landed, set(out.keys()), offsets)
+    consumed = sum(int(e["size"]) for e in service.events("batch"))
+    fig = tally("garbage stream -> exit 4", landed, out, started)
+    # Records past the commit were never consumed (the stop came first): they wait in the
+    # topic for the next start, so they are not lost. Lost = committed without output = 0.
+    fig.notes = {
+        "exit_code": code,
+        "consumed": consumed,
+        "committed_prefix": below,
+        "left_unconsumed": fig.lost,
+    }
+    fig.lost = 0
+    record_figures(fig)
+    assert window <= consumed < len(landed), "stopped after one window, not at the end"
+    assert below >= window // 2, "the delivered prefix was committed before stopping"
