@@ -20,8 +20,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from consumer.kafka import ensure_topics  # noqa: E402
-from consumer.settings import KafkaSettings, Settings, TopicSettings  # noqa: E402
+from consumer.kafka import ensure_topics
+from consumer.settings import KafkaSettings, Settings, TopicSettings
 
 pytest_plugins = ["tests.fixtures_model"]
 
@@ -68,12 +68,12 @@ def kafka_bootstrap() -> Iterator[str]:
         address = str(local.ensure_up())
         yield address
         return
-    except Exception as exc:  # noqa: BLE001 - reported below
+    except Exception as exc:
         errors.append(f"local JVM broker: {exc}")
     started = None
     try:
         started = _testcontainers_bootstrap()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         errors.append(f"testcontainers: {exc}")
     if started is not None:
         address, stop = started
