@@ -525,7 +525,10 @@ class ClassifierService:
         log.warning("transaction_aborted", error=reason, backoff_s=backoff)
         try:
             self._txn_call("abort_transaction", self.producer.abort_transaction)
-        except (_TransactionAborted, _Stopping) as exc:
+        except _Stopping:
+            log.warning("transaction_left_open", reason="stop requested")
+            return
+        except _TransactionAborted as exc:
             raise KafkaFatal(f"abort_transaction failed: {exc}") from exc
         try:
             self._rewind()

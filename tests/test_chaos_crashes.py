@@ -12,14 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import secrets
 import time
 from pathlib import Path
 
 import pytest
 
+from consumer.kafka import ensure_topics
 from consumer.settings import Settings
 from tests.chaos_helpers import (
     SCALE,
+    Figures,
     Landed,
     OutputReader,
     ServiceProcess,
@@ -33,6 +36,7 @@ from tests.chaos_helpers import (
     good_ticket,
     hostile_payload,
     kafka_extra,
+    produce_landed,
     record_figures,
     scaled,
     tally,
@@ -79,7 +83,7 @@ def test_sigkill_at_random_moments_then_restart(
     started = time.monotonic()
     exactly_once = processing == "exactly-once"
     n, kills = scaled(300), max(2, round(2 * SCALE))
-    seed = int(os.environ.get("CHAOS_SEED", random.randrange(1 << 30)))
+    seed = int(os.environ.get("CHAOS_SEED", secrets.randbelow(1 << 30)))
     rng = random.Random(seed)
     print(f"\n[chaos] {processing}: {n} tickets, {kills} SIGKILLs, CHAOS_SEED={seed}")
     group = settings.kafka.group_id
@@ -175,3 +179,54 @@ def test_sigkill_at_random_moments_then_restart(
     for x in landed:
         ends[x.partition] = max(ends.get(x.partition, 0), x.offset + 1)
     assert {p: offsets[p] for p in ends} == ends, "final commit is at the end of the input"
+
+
+@pytest.mark.skipif(
+    SCALE <= 1 and os.environ.get("CHAOS_BENCH") != "1",
+    reason="a measurement, not a check: runs with CHAOS_SCALE > 1 or CHAOS_BENCH=1",
+)
+def test_throughput_cost_of_exactly_once(
+    settings: Settings,
+    chaos_model_dir: Path,  # noqa: F811
+    chaos_spawner: Zygote | None,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The same backlog through each mode (default batching); records per second."""
+    n = scaled(1000)
+    rates: dict[str, float] = {}
+    for processing in ("at-least-once", "exactly-once"):
+        started = time.monotonic()
+        group = f"{settings.kafka.group_id}-{processing}"
+        topics = settings.topics.model_copy(update={"raw": f"{settings.topics.raw}-{processing}"})
+        ensure_topics(settings.kafka, topics)
+        run = settings.model_copy(
+            update={
+                "topics": topics,
+                "kafka": settings.kafka.model_copy(update={"group_id": group}),
+            }
+        )
+        items = [good_ticket(group, i) for i in range(n)]
+        landed = produce_landed(settings.kafka, topics.raw, items)
+        env = chaos_env(run, chaos_model_dir, TICKETSORT_CONSUMER__PROCESSING=processing)
+        service = ServiceProcess(env, tmp_path / f"{processing}.log", chaos_spawner)
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                if sum(int(e["size"]) for e in service.events("batch")) >= n:
+                    break
+                time.sleep(0.5)
+        finally:
+            assert service.stop() == 0, service.tail()
+        rate = _throughput(service)
+        assert rate is not None
+        rates[processing] = rate
+        record_figures(
+            Figures(
+                scenario=f"throughput ({processing})",
+                inputs=len(landed),
+                seconds=time.monotonic() - started,
+                notes={"records_per_s": rate, "max_batch": 32},
+            )
+        )
+    cost = 1 - rates["exactly-once"] / rates["at-least-once"]
+    print(f"\n[chaos] exactly-once costs {cost:.0%} of at-least-once throughput: {rates}")

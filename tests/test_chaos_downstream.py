@@ -45,7 +45,7 @@ from tests.chaos_helpers import (
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-BROKEN_FOR_S = 4.0
+BROKEN_FOR_S = 2.0
 
 
 def _set_max_message_bytes(admin: AdminClient, topic: str, value: int) -> None:

@@ -107,6 +107,7 @@ def test_the_test_pickle_is_live(tmp_path: Path) -> None:
 _REFUSED: dict[str, str] = {}
 
 
+@pytest.mark.slow  # needs a model folder (the training fixture's)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_bad_model_folder_is_refused(
     variant: str,
@@ -124,6 +125,7 @@ def test_bad_model_folder_is_refused(
     _REFUSED[variant] = message.splitlines()[0][:160]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["pickle-head-pt", "truncated-head"])
 def test_hot_reload_refuses_a_bad_version_and_keeps_serving(
     variant: str,

@@ -14,6 +14,7 @@ from training.batching import epoch_order, make_batches
 from training.cli import EXIT_BAD_INPUT, main, parse_overrides
 from training.metrics import OTHER, classification_metrics, expected_calibration_error
 from training.threshold import choose_thresholds, lowest_threshold, review_outcome
+from training.trainer import Plan
 
 
 def test_lowest_threshold_reaching_the_target() -> None:
@@ -121,3 +122,15 @@ def test_cli_exit_code_2_for_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["--from-file", str(few), "--set", "epochs=zero", *store]) == EXIT_BAD_INPUT
     assert main(["evaluate", "--model", str(tmp_path / "no-model")]) == EXIT_BAD_INPUT
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_the_plan_shrinks_to_the_time_budget_and_still_decays() -> None:
+    plan = Plan(1000, 0.1, "linear")
+    assert plan.factor(0) == pytest.approx(0.01)
+    assert plan.factor(100) == pytest.approx(1.0)
+    plan.fit_time(step=200, seconds_per_step=1.0, seconds_left=300.0)
+    assert plan.shrunk and plan.total == 500
+    assert plan.factor(499) == pytest.approx(1 / 400)
+    assert plan.factor(500) == 0.0
+    plan.fit_time(step=300, seconds_per_step=0.01, seconds_left=1e6)
+    assert plan.total == 500, "a plan never grows back"

@@ -322,9 +322,10 @@ def _finish(
         extra_manifest={"int8_safe": False, "created_at": datetime.now(UTC).isoformat()},
     )
     model = load_model(partial, settings.model.base_model)
+    # int8 first: it quantizes a CPU copy; the fp32 predictor may then move the network.
+    val8 = score_with_predictor(make_predictor(model, "int8"), split.validation)
     fp32 = make_predictor(model, "fp32", device=fitted.device)
     val32 = score_with_predictor(fp32, split.validation)
-    val8 = score_with_predictor(make_predictor(model, "int8"), split.validation)
     int8 = _int8_check(val32, val8)
     serving = _serving_check(val32, fitted.validation_probs)
     if serving["argmax_agreement"] < 1.0:

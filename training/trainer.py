@@ -257,20 +257,35 @@ def class_weights(y: np.ndarray, num_labels: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def lr_lambda(total: int, warmup_ratio: float, schedule: str) -> Callable[[int], float]:
-    warmup = int(total * warmup_ratio)
+class Plan:
+    """The planned steps and the learning-rate factor per step (warmup, then decay).
 
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
+    With a time budget the plan shrinks to the steps that fit, so the schedule
+    still decays to its end instead of being cut off mid-way.
+    """
+
+    def __init__(self, total: int, warmup_ratio: float, schedule: str) -> None:
+        self.total = total
+        self.warmup = int(total * warmup_ratio)
+        self.schedule = schedule
+        self.shrunk = False
+
+    def factor(self, step: int) -> float:
+        if self.warmup and step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        if schedule == "cosine":
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        if self.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * progress))
         return max(0.0, 1.0 - progress)
 
-    return factor
+    def fit_time(self, step: int, seconds_per_step: float, seconds_left: float) -> None:
+        """Shrink the plan to the steps that ``seconds_left`` affords at the pace so far."""
+        affordable = step + int(max(0.0, seconds_left) / max(seconds_per_step, 1e-6))
+        if affordable < self.total:
+            self.total = max(step + 1, affordable)
+            self.shrunk = True
 
 
 def scores(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -377,9 +392,8 @@ def fit(
     total = per_epoch * args.epochs
     if args.max_steps is not None:
         total = min(total, args.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(total, args.warmup_ratio, args.schedule)
-    )
+    plan = Plan(total, args.warmup_ratio, args.schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor)
     weight = class_weights(y_train, len(labels)) if args.imbalance == "class_weight" else None
     loss_fn = nn.CrossEntropyLoss(
         weight=weight.to(device) if weight is not None else None,
@@ -390,9 +404,9 @@ def fit(
     )
 
     best = _Best()
+    eval_seconds = 0.0
     history: list[dict[str, float]] = []
     step = 0
-    epoch = 0
     since_best = 0
     stopped = "completed"
     running: list[float] = []
@@ -408,7 +422,8 @@ def fit(
 
     def evaluate_now() -> bool:
         """Score validation, keep the best; True when patience is exhausted."""
-        nonlocal since_best
+        nonlocal since_best, eval_seconds
+        eval_started = time.monotonic()
         probs = infer_probabilities(network, val_ids, **eval_kw)  # fp32, as served
         val = scores(y_val, probs)
         record = {
@@ -421,6 +436,7 @@ def fit(
         }
         running.clear()
         history.append(record)
+        eval_seconds = time.monotonic() - eval_started
         improved = best.offer(network, record, probs)
         since_best = 0 if improved else since_best + 1
         bar.set_postfix(val_f1=f"{val['macro_f1']:.4f}", best=f"{best.score:.4f}")
@@ -437,8 +453,9 @@ def fit(
 
     last_eval_step = -1
     deadline = started + args.max_train_minutes * 60 if args.max_train_minutes else None
+    loop_started = time.monotonic()
     try:
-        while step < total and stopped == "completed":
+        while step < plan.total and stopped == "completed":
             order = epoch_order(y_train, balanced=args.imbalance == "balanced_sampler", rng=rng)
             batches = make_batches(
                 order, lengths, args.batch_size, group_by_length=args.length_grouping, rng=rng
@@ -471,13 +488,24 @@ def fit(
                     if evaluate_now():
                         stopped = "early_stopping"
                         break
-                if step >= total:
-                    stopped = "max_steps" if args.max_steps == total else "completed"
+                if deadline is not None and step >= 20 and step % 25 == 0:
+                    now = time.monotonic()
+                    # Leave time for the last validation pass (and one more as margin).
+                    plan.fit_time(
+                        step, (now - loop_started) / step, deadline - now - 2 * eval_seconds
+                    )
+                    if bar.total != plan.total:
+                        bar.total = plan.total
+                        bar.refresh()
+                if step >= plan.total:
+                    if plan.shrunk:
+                        stopped = "time_budget"
+                    elif args.max_steps == plan.total:
+                        stopped = "max_steps"
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     stopped = "time_limit"
                     break
-            epoch += 1
             if not args.eval_every_steps and last_eval_step != step:
                 last_eval_step = step
                 if evaluate_now() and stopped == "completed":
