@@ -14,6 +14,10 @@ from pydantic import ValidationError
 from consumer.events import RawTicket
 from consumer.kafka import Record
 
+# The output events wrap the ticket one or two levels deeper; JSON readers stop at some depth
+# (pydantic: 200), so a ticket just under that limit would make outputs nobody can read.
+MAX_METADATA_DEPTH = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
@@ -45,7 +49,7 @@ def validate_record(record: Record, max_body_bytes: int) -> RawTicket | Invalid:
     except UnicodeDecodeError as exc:
         return Invalid("invalid_utf8", f"value is not UTF-8: {exc.reason} at byte {exc.start}")
     try:
-        return RawTicket.model_validate_json(text)
+        ticket = RawTicket.model_validate_json(text)
     except ValidationError as exc:
         errors = exc.errors()
         if errors and errors[0]["type"] == "json_invalid":
@@ -53,3 +57,25 @@ def validate_record(record: Record, max_body_bytes: int) -> RawTicket | Invalid:
         return Invalid("schema_violation", describe_validation_error(exc))
     except (ValueError, RecursionError) as exc:  # e.g. nesting too deep for the parser
         return Invalid("invalid_json", f"value could not be parsed: {exc}")
+    if _depth(ticket.metadata) > MAX_METADATA_DEPTH:
+        return Invalid(
+            "schema_violation", f"metadata: nested deeper than {MAX_METADATA_DEPTH} levels"
+        )
+    return ticket
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of dicts and lists (iterative: never a RecursionError)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: list[object] = list(item.values())
+        elif isinstance(item, list):
+            children = list(item)
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -379,7 +379,7 @@ def payloads(draw: st.DrawFn) -> tuple[str, bytes | None, set[str | None]]:
             )
             return kind, value, routed | {"too_large"}
         value = (_dumps(GOOD_BASE, True)[:-1].decode() + f', "metadata": {inner}}}').encode()
-        return kind, value, {None, "invalid_json", "too_large"}
+        return kind, value, {None, "invalid_json", "too_large", "schema_violation"}
     if kind == "nulls":
         choice = draw(st.sampled_from(["literal", "field", "nul_bytes", "nul_in_text"]))
         if choice == "literal":
@@ -500,6 +500,29 @@ def test_oversized_record_dead_letter_fits_the_topic() -> None:
     kept = base64.b64decode(event.original_value or "")
     assert value.startswith(kept) and 0 < len(kept) < len(value)
     assert dict(sent.headers)["ticketsort.original.truncated"] == str(len(kept)).encode()
+
+
+@pytest.mark.parametrize("depth", [1, 64, 65, 150, 199, 400])
+def test_deep_metadata_never_makes_an_unreadable_output(depth: int) -> None:
+    """Found by the fuzzer: metadata just under the JSON parser's depth limit was accepted,
+    and the classified event (the ticket wrapped one level deeper) could not be read back."""
+    from consumer.validate import validate_record
+
+    inner = '{"a":' * depth + "1" + "}" * depth
+    value = f'{{"id": "deep", "body": "my invoice is wrong", "metadata": {inner}}}'.encode()
+    result = validate_record(Record("raw", 0, 0, b"deep", value, (), None), 1_000_000)
+    if isinstance(result, RawTicket):
+        event = ReviewRequest(
+            ticket=result,
+            category="billing",
+            confidence=0.1,
+            scores=[],
+            model_version="v",
+            threshold=0.5,
+        )
+        assert ReviewRequest.model_validate_json(event.to_bytes()).ticket == result
+    else:
+        assert depth > 64 and result.error_type in ("schema_violation", "invalid_json")
 
 
 # --------------------------------------------------------------------------- end to end
