@@ -14,32 +14,6 @@ def _target(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
-def accuracy_section(acc: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Accuracy: BANKING77 (train on train.csv, evaluate on test.csv)",
-        "",
-        "| label set | ours: accuracy | ours: macro-F1 | TF-IDF + LR: accuracy | TF-IDF macro-F1 |"
-        " training wall time | target |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for key, name, target in (("coarse11", "11 buckets", 0.975), ("intents77", "77 intents", 0.93)):
-        run = acc.get(key)
-        if not run:
-            continue
-        ours = run.get("ours", {})
-        base = run.get("baseline", {})
-        wall = run.get("train_wall_s")
-        lines.append(
-            f"| {name} | {_pct(ours.get('accuracy'))} | {_pct(ours.get('macro_f1'))} |"
-            f" {_pct(base.get('accuracy'))} | {_pct(base.get('macro_f1'))} |"
-            f" {'n/a' if wall is None else f'{wall / 60:.1f} min'} |"
-            f" ≥ {100 * target:.1f}%: {_target((ours.get('accuracy') or 0) >= target)} |"
-        )
-    if acc.get("command"):
-        lines += ["", f"Command: `{acc['command']}`"]
-    return lines
-
-
 def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     mo = speed["model_only"]
     auto = speed["auto_precision"]
@@ -107,11 +81,17 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     return lines
 
 
+SPEED_START = "<!-- bench:speed:start -->"
+SPEED_END = "<!-- bench:speed:end -->"
+
+
 def write_benchmarks_md(results: dict[str, Any], path: Path) -> None:
+    """Replace the speed section of BENCHMARKS.md; training writes the accuracy section."""
+    import re
+
     machine = results["machine"]
     lines = [
-        "# Benchmarks",
-        "",
+        SPEED_START,
         f"Produced by `{results['command']}` in {results['wall_s'] / 60:.1f} minutes"
         + (
             " (**quick mode: small samples, figures are indicative only**)"
@@ -126,10 +106,13 @@ def write_benchmarks_md(results: dict[str, Any], path: Path) -> None:
         f" peft {machine['peft']}, confluent-kafka {machine['confluent_kafka']}.",
         "",
     ]
-    lines += accuracy_section(results.get("accuracy", {}))
-    lines += [""]
     lines += speed_section(results["speed"], machine)
-    notes = path.with_name("BENCHMARKS.notes.md")
-    if notes.exists():
-        lines += ["", notes.read_text(encoding="utf-8").strip()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lines.append(SPEED_END)
+    section = "\n".join(lines)
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(SPEED_START) + ".*?" + re.escape(SPEED_END), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")

@@ -48,11 +48,21 @@ def subset_csv(source: Path, fraction: float, folder: Path) -> Path:
     return out
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, Any]:
     import torch
 
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cores_available": len(os.sched_getaffinity(0)),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -177,6 +187,8 @@ def markdown(results: dict[str, Any]) -> str:
                 f" {100 * mapped['accuracy']:.2f}% | {mapped['macro_f1']:.4f} | (same run) |"
             )
     info = results["machine"]
+    first = next(results[t] for t in TASKS if t in results)
+    quick = " **Quick mode: a quarter of the data, one epoch; indicative only.**"
     return "\n".join(
         [
             MD_START,
@@ -187,8 +199,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"Measured {results['finished_at']} on {info['cores_available']} CPU cores"
             f" ({info['cpu']}, torch {info['torch']}, CUDA: {info['cuda'] or 'none'});"
             " wall time covers the whole run (data, training, serving-path evaluation, int8"
-            " check, baseline, report). Test: banking77 test.csv (3,080), never used for"
-            " training, epochs or thresholds; validation is 10% of train.csv by id hash.",
+            f" check, baseline, report). Test: banking77 test.csv ({first['data']['test']}"
+            " texts), never used for training, epochs or thresholds; validation is 10% of"
+            " train.csv by id hash." + (quick if results.get("quick") else ""),
             "",
             *rows,
             "",
@@ -202,7 +215,7 @@ def markdown(results: dict[str, Any]) -> str:
                 if "intents77" in results
                 else []
             ),
-            "Figures: `bench-results/banking77.json`. Recipe: `TrainingArgs` defaults"
+            f"Figures: `{results['out']}`. Recipe: `TrainingArgs` defaults"
             + (f" with {results['overrides']}" if results["overrides"] else "")
             + ".",
             MD_END,
@@ -260,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine(),
         "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "quick": ns.quick,
+        "out": os.path.relpath(ns.out, REPO_ROOT),
         **{run["task"]: run for run in runs},
     }
     ns.out.parent.mkdir(parents=True, exist_ok=True)

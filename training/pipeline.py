@@ -267,23 +267,28 @@ def run_training(
     fitted_at = time.monotonic()
 
     version, partial = version_folder(store)
+    run = _Run(
+        settings=settings,
+        args=args,
+        store=store,
+        version=version,
+        partial=partial,
+        fitted=fitted,
+        split=split,
+        labels=labels,
+        force=force,
+        raw=raw,
+        prepared=prepared,
+        test_raw=test_raw,
+        test_prep=test_prep,
+        options=options,
+        clock=(started, data_ready, fitted_at),
+    )
     try:
-        result = _finish(
-            settings, args, store, version, partial, fitted, split, labels, force,
-            (raw, prepared, test_raw, test_prep, options),
-        )  # fmt: skip
+        result = _finish(run)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    result.metrics["timing"] = {
-        "data_s": round(data_ready - started, 2),
-        "fit_s": round(fitted_at - data_ready, 2),
-        "evaluate_and_write_s": round(time.monotonic() - fitted_at, 2),
-        "total_s": round(time.monotonic() - started, 2),
-    }
-    (result.model_dir / "metrics.json").write_text(
-        json.dumps(result.metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
     result.split = split
     log.info(
         "training_run_done",
@@ -296,19 +301,34 @@ def run_training(
     return result
 
 
-def _finish(
-    settings: Settings,
-    args: TrainingArgs,
-    store: Path,
-    version: str,
-    partial: Path,
-    fitted: trainer.FitResult,
-    split: Split,
-    labels: list[str],
-    force: bool,
-    data: tuple[RawData, Prepared, RawData | None, Prepared | None, DataOptions],
-) -> TrainResult:
-    raw, prepared, test_raw, test_prep, options = data
+@dataclass
+class _Run:
+    """Everything the second half of a run (write, score, report, promote) works on."""
+
+    settings: Settings
+    args: TrainingArgs
+    store: Path
+    version: str
+    partial: Path
+    fitted: trainer.FitResult
+    split: Split
+    labels: list[str]
+    force: bool
+    raw: RawData
+    prepared: Prepared
+    test_raw: RawData | None
+    test_prep: Prepared | None
+    options: DataOptions
+    clock: tuple[float, float, float]  # started, data ready, fitted
+
+
+def _finish(run: _Run) -> TrainResult:
+    """Write the folder under a partial name, score it, report, then rename and promote."""
+    settings, args, store, version, partial = (
+        run.settings, run.args, run.store, run.version, run.partial
+    )  # fmt: skip
+    fitted, split, labels = run.fitted, run.split, run.labels
+    prepared, test_prep = run.prepared, run.test_prep
     write_model(
         partial,
         encoder=fitted.network.encoder,
@@ -372,7 +392,7 @@ def _finish(
         store,
         new_macro_f1=float(test_metrics["macro_f1"]),
         test=test,
-        force=force,
+        force=run.force,
         device=fitted.device,
         base_model=settings.model.base_model,
     )
@@ -414,12 +434,22 @@ def _finish(
         "promotion": decision.to_dict(),
     }
     (partial / "training_args.json").write_text(args.to_json(), encoding="utf-8")
-    snapshot = _snapshot_info(raw, prepared, split, args, options, test_raw, test_prep)
+    snapshot = _snapshot_info(run.raw, prepared, split, args, run.options, run.test_raw, test_prep)
     (partial / "snapshot.json").write_text(
         json.dumps(snapshot, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
     confusion_png(test_metrics["confusion"], partial / "confusion.png", f"{version}: test slice")
     (partial / "report.md").write_text(render_report(metrics), encoding="utf-8")
+    started, data_ready, fitted_at = run.clock
+    metrics["timing"] = {
+        "data_s": round(data_ready - started, 2),
+        "fit_s": round(fitted_at - data_ready, 2),
+        "evaluate_and_write_s": round(time.monotonic() - fitted_at, 2),
+        "total_s": round(time.monotonic() - started, 2),
+    }
+    (partial / "metrics.json").write_text(
+        json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     final = store / version
     partial.rename(final)
     apply(store, final, decision)
