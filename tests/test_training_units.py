@@ -11,6 +11,7 @@ import pytest
 from consumer.model_store import Thresholds
 from training.args import TrainingArgs
 from training.batching import epoch_order, make_batches
+from training.calibrate import fit_temperature, rescale
 from training.cli import EXIT_BAD_INPUT, main, parse_overrides
 from training.metrics import OTHER, classification_metrics, expected_calibration_error
 from training.threshold import choose_thresholds, lowest_threshold, review_outcome
@@ -134,3 +135,16 @@ def test_the_plan_shrinks_to_the_time_budget_and_still_decays() -> None:
     assert plan.factor(500) == 0.0
     plan.fit_time(step=300, seconds_per_step=0.01, seconds_left=1e6)
     assert plan.total == 500, "a plan never grows back"
+
+
+def test_temperature_scaling_recovers_the_true_temperature() -> None:
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2.0, (4000, 5))
+    true_probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = (rng.uniform(size=(4000, 1)) > true_probs.cumsum(axis=1)).sum(axis=1)
+    overconfident = np.exp(3 * logits) / np.exp(3 * logits).sum(axis=1, keepdims=True)
+    temperature = fit_temperature(overconfident, y)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    fixed = rescale(overconfident, temperature)
+    assert np.array_equal(fixed.argmax(axis=1), overconfident.argmax(axis=1))
+    np.testing.assert_allclose(fixed, true_probs, atol=0.05)

@@ -55,6 +55,13 @@ class TrainingArgs(BaseModel):
             " embeddings of the training slice, so fine-tuning starts from a good classifier."
         ),
     )
+    calibrate: bool = Field(
+        default=True,
+        description=(
+            "Fit a temperature on validation (min NLL) and fold it into the head's logit"
+            " scale: better-calibrated confidences, same predictions."
+        ),
+    )
     head_init_c: float = Field(
         default=1.0, gt=0, description="Inverse regularisation of the head-init regression."
     )

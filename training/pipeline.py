@@ -33,11 +33,12 @@ from consumer.settings import Settings
 from training import trainer
 from training.args import TrainingArgs
 from training.baseline import run_baseline
+from training.calibrate import calibrate
 from training.dataset import Prepared, prepare
 from training.errors import BadInput
 from training.evaluate import Scored, make_predictor, score_probabilities, score_with_predictor
 from training.files import Columns, file_sha256, load_label_map, read_file
-from training.metrics import headline
+from training.metrics import expected_calibration_error, headline
 from training.promote import Decision, apply, decide
 from training.records import Example, RawData
 from training.report import confusion_png, render_report
@@ -228,6 +229,28 @@ def _snapshot_info(
     return info
 
 
+def _calibrate(
+    fitted: trainer.FitResult, split: Split, labels: list[str], enabled: bool
+) -> dict[str, float]:
+    """Temperature scaling on validation (see ``training.calibrate``); the figures."""
+    index = {label: i for i, label in enumerate(labels)}
+    y_val = np.array([index[e.label] for e in split.validation], dtype=np.int64)
+
+    def ece() -> float:
+        probs = fitted.validation_probs
+        correct = probs.argmax(axis=1) == y_val
+        return expected_calibration_error(probs.max(axis=1), correct)
+
+    before = ece()
+    temperature = calibrate(fitted, y_val) if enabled else 1.0
+    return {
+        "temperature": temperature,
+        "head_scale": fitted.head_config.scale,
+        "validation_ece_before": before,
+        "validation_ece_after": ece(),
+    }
+
+
 def run_training(
     settings: Settings,
     args: TrainingArgs,
@@ -264,6 +287,7 @@ def run_training(
         base_model_path=base_model_path,
         progress=progress,
     )
+    calibration = _calibrate(fitted, split, labels, args.calibrate)
     fitted_at = time.monotonic()
 
     version, partial = version_folder(store)
@@ -283,6 +307,7 @@ def run_training(
         test_prep=test_prep,
         options=options,
         clock=(started, data_ready, fitted_at),
+        calibration=calibration,
     )
     try:
         result = _finish(run)
@@ -320,6 +345,7 @@ class _Run:
     test_prep: Prepared | None
     options: DataOptions
     clock: tuple[float, float, float]  # started, data ready, fitted
+    calibration: dict[str, float]
 
 
 def _finish(run: _Run) -> TrainResult:
@@ -405,6 +431,7 @@ def _finish(run: _Run) -> TrainResult:
         "baseline": baseline,
         "int8": int8,
         "serving_check": serving,
+        "calibration": run.calibration,
         "thresholds": {
             **thresholds.to_dict(),
             "target_accuracy": target,

@@ -109,6 +109,14 @@ def render_report(metrics: dict[str, Any]) -> str:
         f"- frozen embeddings + logistic regression (the head's start):"
         f" macro-F1 {_num(train['init_validation'].get('macro_f1'))}",
     ]
+    calibration = metrics.get("calibration") or {}
+    if calibration:
+        before, after = calibration["validation_ece_before"], calibration["validation_ece_after"]
+        out.append(
+            f"- temperature {calibration['temperature']:.3f} fitted on validation (folded into"
+            f" the head scale, now {calibration['head_scale']:.3f}): validation ECE"
+            f" {before:.4f} -> {after:.4f}"
+        )
     gap = train.get("gap") or {}
     if gap:
         out.append(
