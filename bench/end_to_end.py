@@ -55,8 +55,10 @@ def produce(settings: Settings, tickets: list[RawTicket], rate: float | None = N
     return time.perf_counter() - started
 
 
-def output_timestamps(settings: Settings, expected: int, timeout: float = 120) -> dict[str, int]:
-    """ticket id -> output create timestamp (ms), read from classified + review."""
+def key_timestamps(
+    settings: Settings, topics: tuple[str, ...], expected: int, timeout: float = 120
+) -> dict[str, int]:
+    """ticket id -> create timestamp (ms) of its first record in ``topics``, from the start."""
     consumer = RawConsumer(
         {
             **settings.kafka.client_config(),
@@ -65,7 +67,7 @@ def output_timestamps(settings: Settings, expected: int, timeout: float = 120) -
         }
     )
     parts = []
-    for topic in (settings.topics.classified, settings.topics.review):
+    for topic in topics:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts += [TopicPartition(topic, p, 0) for p in meta.partitions]
     consumer.assign(parts)
@@ -76,23 +78,6 @@ def output_timestamps(settings: Settings, expected: int, timeout: float = 120) -
             key = msg.key()
             if msg.error() is None and key is not None:
                 out.setdefault(key.decode(), msg.timestamp()[1])
-    consumer.close()
-    return out
-
-
-def input_timestamps(settings: Settings, expected: int) -> dict[str, int]:
-    consumer = RawConsumer(
-        {**settings.kafka.client_config(), "group.id": f"bench-in-{uuid.uuid4().hex[:6]}"}
-    )
-    meta = consumer.list_topics(settings.topics.raw, timeout=10).topics[settings.topics.raw]
-    consumer.assign([TopicPartition(settings.topics.raw, p, 0) for p in meta.partitions])
-    out: dict[str, int] = {}
-    deadline = time.monotonic() + 60
-    while len(out) < expected and time.monotonic() < deadline:
-        for msg in consumer.consume(1000, 0.5):
-            key = msg.key()
-            if msg.error() is None and key is not None:
-                out[key.decode()] = msg.timestamp()[1]
     consumer.close()
     return out
 
@@ -146,10 +131,12 @@ def latency(
     while not service.assigned and time.monotonic() < deadline:
         time.sleep(0.05)
     produce(settings, tickets, rate=rate)
-    outs = output_timestamps(settings, len(tickets))
+    outs = key_timestamps(
+        settings, (settings.topics.classified, settings.topics.review), len(tickets)
+    )
     service.stop_event.set()
     thread.join(60)
-    ins = input_timestamps(settings, len(tickets))
+    ins = key_timestamps(settings, (settings.topics.raw,), len(tickets), timeout=60)
     lat = np.array([outs[k] - ins[k] for k in outs if k in ins], dtype=np.float64)
     return {
         "offered_per_s": round(rate, 1),

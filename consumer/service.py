@@ -371,15 +371,17 @@ class ClassifierService:
                 self.retry.append(output)
                 return
             self.tracker.mark_done(record.topic, record.partition, record.offset)
-            self.metrics.routed.labels(
-                route=output.route, model_version=self.predictor.version
-            ).inc()
-            if record.timestamp_ms:
-                self.metrics.end_to_end_seconds.observe(
-                    max(0.0, time.time() - record.timestamp_ms / 1000)
-                )
+            self._count_delivered(output)
 
         return on_delivery
+
+    def _count_delivered(self, output: _Output) -> None:
+        """Routing and end-to-end latency metrics for one delivered output."""
+        self.metrics.routed.labels(route=output.route, model_version=self.predictor.version).inc()
+        if output.record.timestamp_ms:
+            self.metrics.end_to_end_seconds.observe(
+                max(0.0, time.time() - output.record.timestamp_ms / 1000)
+            )
 
     def _retry_failed(self) -> None:
         if not self.retry:
@@ -546,13 +548,7 @@ class ClassifierService:
                 self.metrics.delivery_failures.labels(topic=output.topic).inc()
                 log.error("delivery_failed", topic=output.topic, error=str(err))
                 return
-            self.metrics.routed.labels(
-                route=output.route, model_version=self.predictor.version
-            ).inc()
-            if output.record.timestamp_ms:
-                self.metrics.end_to_end_seconds.observe(
-                    max(0.0, time.time() - output.record.timestamp_ms / 1000)
-                )
+            self._count_delivered(output)
 
         return on_delivery
 

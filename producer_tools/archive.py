@@ -5,29 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 
-import confluent_kafka
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from consumer.kafka import Consumer
+from consumer.kafka.admin import partition_watermarks
 from consumer.settings import KafkaSettings
-
-# Errors seen while a new topic's partition leaders are being elected, or a broker restarts.
-TRANSIENT_CODES = frozenset(
-    {
-        confluent_kafka.KafkaError.NOT_LEADER_FOR_PARTITION,
-        confluent_kafka.KafkaError.LEADER_NOT_AVAILABLE,
-        confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART,
-        confluent_kafka.KafkaError._TIMED_OUT,
-        confluent_kafka.KafkaError._TRANSPORT,
-    }
-)
-
-
-def is_transient(exc: KafkaException) -> bool:
-    error = exc.args[0] if exc.args else None
-    if not isinstance(error, confluent_kafka.KafkaError):
-        return False
-    return bool(error.retriable()) or error.code() in TRANSIENT_CODES
 
 
 class ArchiveSnapshotTimeout(Exception):
@@ -47,7 +29,7 @@ def archived_ids(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> set
         partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
         ends: dict[int, int] = {}
         for partition in partitions:
-            low, high = _watermarks(client, TopicPartition(topic, partition), deadline)
+            low, high = partition_watermarks(client, TopicPartition(topic, partition), deadline)
             if high > low:
                 ends[partition] = high
         ids: set[str] = set()
@@ -70,19 +52,3 @@ def archived_ids(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> set
         return ids
     finally:
         consumer.close()
-
-
-def _watermarks(
-    client: confluent_kafka.Consumer, partition: TopicPartition, deadline: float
-) -> tuple[int, int]:
-    """Low and high offsets, retrying retriable errors (e.g. a leader still being elected)."""
-    while True:
-        try:
-            low, high = client.get_watermark_offsets(
-                partition, timeout=max(1.0, deadline - time.monotonic())
-            )
-            return int(low), int(high)
-        except KafkaException as exc:
-            if not is_transient(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -19,11 +19,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 import confluent_kafka
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 from pydantic import ValidationError
 
 from consumer.events import LabeledTicket
 from consumer.kafka import Consumer
+from consumer.kafka.admin import partition_watermarks
 from consumer.logs import get_logger
 from consumer.settings import Settings
 from training.errors import BadInput
@@ -83,24 +84,6 @@ def to_record(
     )
 
 
-def _watermarks(
-    client: confluent_kafka.Consumer, tp: TopicPartition, deadline: float
-) -> tuple[int, int]:
-    """Low and high offsets, retrying retriable errors (a leader still being elected)."""
-    while True:
-        try:
-            low, high = client.get_watermark_offsets(
-                tp, timeout=max(1.0, deadline - time.monotonic()), cached=False
-            )
-            return int(low), int(high)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            retriable = isinstance(error, confluent_kafka.KafkaError) and error.retriable()
-            if not retriable or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def end_offsets(
     client: confluent_kafka.Consumer, topic: str, timeout: float
 ) -> dict[int, tuple[int, int]]:
@@ -110,7 +93,9 @@ def end_offsets(
     meta = metadata.topics.get(topic)
     if meta is None or meta.error is not None or not meta.partitions:
         raise BadInput(f"the archive topic {topic!r} does not exist: no labeled data to train on")
-    return {p: _watermarks(client, TopicPartition(topic, p), deadline) for p in meta.partitions}
+    return {
+        p: partition_watermarks(client, TopicPartition(topic, p), deadline) for p in meta.partitions
+    }
 
 
 def snapshot_archive(settings: Settings, *, timeout_s: float | None = None) -> RawData:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer.kafka.errors import BrokerUnavailable
@@ -103,6 +104,39 @@ def _wait_for_leaders(admin: AdminClient, topics: list[str], timeout: float) -> 
             time.sleep(0.1)
 
 
+# Errors seen while a new topic's partition leaders are being elected, or a broker restarts.
+TRANSIENT_CODES = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
+
+
+def is_transient(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    if not isinstance(error, KafkaError):
+        return False
+    return bool(error.retriable()) or error.code() in TRANSIENT_CODES
+
+
+def partition_watermarks(client: Any, partition: Any, deadline: float) -> tuple[int, int]:
+    """Low and high offsets of one partition, retrying transient errors until ``deadline``."""
+    while True:
+        try:
+            low, high = client.get_watermark_offsets(
+                partition, timeout=max(1.0, deadline - time.monotonic()), cached=False
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def watermarks(
     kafka: KafkaSettings, topic: str, timeout: float = 10.0
 ) -> dict[int, tuple[int, int]]:
@@ -115,8 +149,9 @@ def watermarks(
         meta = client.list_topics(topic, timeout=timeout).topics.get(topic)
         if meta is None or meta.error is not None:
             return {}
+        deadline = time.monotonic() + timeout
         return {
-            p: tuple(client.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout))  # type: ignore[misc]
+            p: partition_watermarks(client, TopicPartition(topic, p), deadline)
             for p in meta.partitions
         }
     finally:
