@@ -105,7 +105,7 @@ def throughput(base: Settings, predictor: Predictor, tickets: list[RawTicket]) -
         done = (
             service.totals["classified"] + service.totals["review"] + service.totals["dead_letter"]
         )
-        if done >= n and service.tracker.in_flight() == 0 and not service.tracker.committable():
+        if done >= n and service.settled():
             break
         time.sleep(0.005)
     elapsed = time.perf_counter() - started

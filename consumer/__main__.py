@@ -1,7 +1,9 @@
 """``python -m consumer``: run the classification service, or export its schemas.
 
-Exit codes: 0 clean stop; 2 no usable model (nothing consumed); 3 no broker;
-4 dead-letter rate limit passed; 5 fatal Kafka error.
+Exit codes (``consumer.errors.ExitCode``, shared by every command): 0 clean stop; 2 no usable
+model (nothing consumed); 3 no broker; 4 dead-letter rate limit passed; 5 fatal Kafka error
+(restart: it resumes from the committed offsets); 6 not even a minimal dead letter could be
+written.
 """
 
 from __future__ import annotations
@@ -11,14 +13,12 @@ import signal
 import sys
 import threading
 
+from consumer.errors import ExitCode
 from consumer.events import SCHEMA_DIR, json_schemas, write_schemas
 from consumer.kafka import BrokerUnavailable
 from consumer.logs import configure_logging, get_logger
 from consumer.model_store import ModelLoadError
 from consumer.settings import Settings
-
-EXIT_NO_MODEL = 2
-EXIT_NO_BROKER = 3
 
 
 def run_service(settings: Settings) -> int:
@@ -30,7 +30,7 @@ def run_service(settings: Settings) -> int:
     except ModelLoadError as exc:
         log.error("model_unavailable", error=str(exc))
         print(f"ticketsort: cannot start: {exc}", file=sys.stderr)
-        return EXIT_NO_MODEL
+        return ExitCode.BAD_INPUT
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -45,7 +45,7 @@ def run_service(settings: Settings) -> int:
     except BrokerUnavailable as exc:
         log.error("broker_unavailable", error=str(exc))
         print(f"ticketsort: {exc}", file=sys.stderr)
-        return EXIT_NO_BROKER
+        return ExitCode.BROKER_UNREACHABLE
 
 
 def check_schemas() -> int:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections import deque
 
+from consumer.errors import ExitCode, TicketsortError
 
-class DeadLetterRateExceeded(RuntimeError):
+
+class DeadLetterRateExceeded(TicketsortError):
     """The share of dead-lettered records in the window passed the configured limit."""
+
+    exit_code = ExitCode.DEAD_LETTER_RATE
 
 
 class DeadLetterRate:

@@ -63,7 +63,8 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             "ticketsort_consumer_lag",
-            "High watermark minus committed offset.",
+            "Records not yet read: high watermark minus the consumer's position, per assigned"
+            " partition (removed when the partition is revoked).",
             ["topic", "partition"],
             registry=r,
         )

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from consumer.errors import ExitCode, TicketsortError
 from consumer.modeling import HeadConfig, TicketClassifier, resolve_base_model
 
 FORMAT = "ticketsort-model"
@@ -39,8 +40,10 @@ CURRENT = "current"
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy"}
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(TicketsortError):
     """A model folder is missing, incomplete, unsafe or inconsistent."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass(frozen=True)

@@ -1,115 +1,54 @@
-"""The classification service: validate → clean → micro-batch → classify → route → publish → commit.
+"""The classification service: the wiring of named parts.
 
-Every consumed record ends in exactly one of: classified, review, dead-letter.
-At-least-once (default): offsets are committed only up to records whose output
-was delivered, per partition, contiguously. Exactly-once (setting): outputs and
-offsets go in one Kafka transaction per batch.
+    source (poll, pause, assignment) → batch step (validate, clean, predict, route)
+        → sink (publish and commit: at-least-once or transactional)
+
+Every consumed record ends in exactly one of classified, review or dead-letter. At-least-once
+(default): offsets are committed only up to records whose output was delivered, per partition,
+contiguously. Exactly-once (setting): outputs and offsets go in one Kafka transaction per
+batch. The loop below only ties the parts together; each part is tested on its own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import confluent_kafka
 from confluent_kafka import KafkaException, TopicPartition
 
-from consumer.clean import clean_ticket
-from consumer.dead_letter import dead_letter_for, dead_letter_headers
-from consumer.dead_letter_rate import DeadLetterRate, DeadLetterRateExceeded
-from consumer.events import ClassifiedTicket, RawTicket
-from consumer.kafka import Consumer, KafkaFatal, Producer, Record, wait_for_broker
+from consumer.batch_step import BatchStep
+from consumer.dead_letter_rate import DeadLetterRate
+from consumer.errors import ExitCode, TicketsortError
+from consumer.kafka import Consumer, Producer, wait_for_broker
 from consumer.logs import get_logger
 from consumer.metrics import HealthServer, Metrics
 from consumer.model_store import load_model, resolve_model_dir
-from consumer.offsets import OffsetTracker
+from consumer.outputs import BatchResult, Output
 from consumer.predictor import Predictor
 from consumer.reload import ModelWatcher
-from consumer.routing import Router
 from consumer.settings import Settings
-from consumer.validate import Invalid, validate_record
+from consumer.sinks import AtLeastOnceSink, Sink, TransactionalSink
+from consumer.source import PartitionKey, RecordSource
 
 log = get_logger(__name__)
 
 DEAD_LETTER_SIZE_FACTOR = 4  # base64 plus envelope of an oversized original still fits
-
-
-SEND_OFFSETS_TIMEOUT_S = 10.0
-
-
-def _bounded(name: str, call: Callable[[], object], deadline_s: float) -> Callable[[], None]:
-    """``call`` on a helper thread; ``KafkaFatal`` if it has not returned after ``deadline_s``.
-
-    librdkafka's send_offsets_to_transaction() can block forever, past its own timeout, when
-    the group coordinator went away (librdkafka issues #5456, #5511: seen here after a broker
-    restart). A blocked C call cannot be interrupted, so the service exits (code 5) and its
-    restart resumes from the committed offsets; the open transaction is aborted by the
-    broker, or fenced at once when the transactional id is stable.
-    """
-
-    def run_bounded() -> None:
-        outcome: list[BaseException | None] = []
-        done = threading.Event()
-
-        def target() -> None:
-            try:
-                call()
-                outcome.append(None)
-            except BaseException as exc:  # handed to the caller's thread
-                outcome.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=target, name=f"txn-{name}", daemon=True).start()
-        if not done.wait(deadline_s):
-            raise KafkaFatal(
-                f"{name} did not return within {deadline_s:.0f} s (librdkafka hang); exiting"
-                " so that a restart resumes from the committed offsets"
-            )
-        if outcome[0] is not None:
-            raise outcome[0]
-
-    return run_bounded
-
-
-class _TransactionAborted(Exception):
-    """An abortable transaction error: abort, rewind, process the batch again."""
-
-
-class _Stopping(Exception):
-    """A stop was requested while a transactional call kept failing."""
-
-
-@dataclass
-class _Output:
-    """One output waiting for delivery (kept for retries)."""
-
-    record: Record
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    route: str
-    attempts: int = 0
-
-
-@dataclass
-class BatchStats:
-    size: int = 0
-    classified: int = 0
-    review: int = 0
-    dead_letter: int = 0
-    partitions: dict[str, list[int]] = field(default_factory=dict)
+LAG_INTERVAL_S = 5.0
 
 
 def load_predictor(settings: Settings) -> Predictor:
     """Load the configured model or raise ``ModelLoadError`` with what to do."""
     folder = resolve_model_dir(settings.model.store, settings.model.path)
     return Predictor(load_model(folder, settings.model.base_model), settings.model)
+
+
+def transactional_id(settings: Settings) -> str:
+    """The configured id, else one that stays the same across restarts of this host or pod."""
+    configured = settings.consumer.transactional_id
+    return configured or f"{settings.kafka.group_id}-{socket.gethostname()}"
 
 
 class ClassifierService:
@@ -120,72 +59,82 @@ class ClassifierService:
         *,
         stop_event: threading.Event | None = None,
         metrics: Metrics | None = None,
+        consumer: Consumer | None = None,
+        producer: Producer | None = None,
     ) -> None:
         self.settings = settings
-        self.predictor = predictor
-        self.router = Router(predictor.model.thresholds, settings.routing)
         self.stop_event = stop_event or threading.Event()
         self.metrics = metrics or Metrics()
-        self.metrics.set_model(predictor.version, predictor.device, predictor.precision)
-        self.metrics.ready_model = True
         self.exactly_once = settings.consumer.processing == "exactly-once"
-        topics = settings.topics
-        self.consumer = Consumer(
+        self.consumer = consumer or Consumer(
             settings.kafka,
             settings.kafka.group_id,
             auto_offset_reset=settings.consumer.auto_offset_reset,
             extra={"isolation.level": "read_committed"},
         )
-        dlq_bytes = topics.max_message_bytes * DEAD_LETTER_SIZE_FACTOR
-        txn_id = None
-        if self.exactly_once:
-            txn_id = settings.consumer.transactional_id or f"ticketsort-{uuid.uuid4().hex[:12]}"
-        self.producer = Producer(
-            settings.kafka, transactional_id=txn_id, extra={"message.max.bytes": dlq_bytes}
+        self.producer = producer or Producer(
+            settings.kafka,
+            transactional_id=transactional_id(settings) if self.exactly_once else None,
+            extra={
+                "message.max.bytes": settings.topics.max_message_bytes * DEAD_LETTER_SIZE_FACTOR
+            },
         )
-        self.tracker = OffsetTracker()
+        self.source = RecordSource(self.consumer, listener=self)
+        self.step = BatchStep(settings, predictor)
+        self.sink: Sink = (
+            TransactionalSink(
+                settings,
+                self.producer,
+                self.consumer,
+                self.source,
+                self.metrics,
+                self._delivered,
+                self.stop_event,
+            )
+            if self.exactly_once
+            else AtLeastOnceSink(
+                settings, self.producer, self.consumer, self.metrics, self._delivered
+            )
+        )
         self.rate = DeadLetterRate(
             settings.validation.dead_letter_window, settings.validation.dead_letter_max_ratio
         )
-        self.assigned: set[tuple[str, int]] = set()
-        self.retry: list[_Output] = []
-        self.paused = False
         self.watcher: ModelWatcher | None = None
         self.health: HealthServer | None = None
-        self._last_commit = 0.0
         self._last_lag = 0.0
-        self._txn_failures = 0
         self.totals = {"consumed": 0, "classified": 0, "review": 0, "dead_letter": 0}
+        self._set_model_metrics(predictor)
 
-    # Rebalance callbacks ---------------------------------------------------------------
-    def _on_assign(self, partitions: list[TopicPartition]) -> None:
-        self.assigned.update((p.topic, p.partition) for p in partitions)
-        self.metrics.ready_assigned = bool(self.assigned)
-        log.info(
-            "partitions_assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions]
-        )
+    @property
+    def predictor(self) -> Predictor:
+        return self.step.predictor
 
-    def _on_revoke(self, partitions: list[TopicPartition]) -> None:
-        keys = [(p.topic, p.partition) for p in partitions]
-        if not self.exactly_once:
-            # Deliver what is in flight, then commit it, before giving the partitions away.
-            self._drain(timeout=10.0)
-            self._commit(force=True, only=set(keys))
-        self.tracker.forget(keys)
-        self.retry = [o for o in self.retry if (o.record.topic, o.record.partition) not in keys]
-        self.assigned.difference_update(keys)
-        self.metrics.ready_assigned = bool(self.assigned)
-        log.info("partitions_revoked", partitions=[f"{t}[{p}]" for t, p in keys])
+    @property
+    def assigned(self) -> set[PartitionKey]:
+        return self.source.assigned
 
-    def _on_lost(self, partitions: list[TopicPartition]) -> None:
-        keys = [(p.topic, p.partition) for p in partitions]
-        self.tracker.forget(keys)
-        self.assigned.difference_update(keys)
-        self.metrics.ready_assigned = bool(self.assigned)
-        log.warning("partitions_lost", partitions=[f"{t}[{p}]" for t, p in keys])
+    # Rebalances (called by the source) ---------------------------------------------------
+    def partitions_assigned(self, keys: list[PartitionKey]) -> None:
+        self.metrics.ready_assigned = bool(self.source.assigned)
 
-    # Main loop -------------------------------------------------------------------------
+    def partitions_revoked(self, keys: list[PartitionKey]) -> None:
+        self.sink.partitions_revoked(keys)
+        self._drop_partitions(keys)
+
+    def partitions_lost(self, keys: list[PartitionKey]) -> None:
+        self.sink.partitions_lost(keys)
+        self._drop_partitions(keys)
+
+    def _drop_partitions(self, keys: list[PartitionKey]) -> None:
+        for topic, partition in keys:
+            with contextlib.suppress(KeyError):  # the new owner reports this partition's lag
+                self.metrics.consumer_lag.remove(topic, str(partition))
+        remaining = self.source.assigned.difference(keys)
+        self.metrics.ready_assigned = bool(remaining)
+
+    # The loop ---------------------------------------------------------------------------
     def run(self) -> int:
+        """Serve until stopped; the ``ExitCode`` to exit with."""
         settings = self.settings
         wait_for_broker(settings.kafka, timeout=60)
         self.health = HealthServer(
@@ -194,12 +143,7 @@ class ClassifierService:
         if settings.model.path is None:
             self.watcher = ModelWatcher(settings.model, self.predictor.model.path, self.metrics)
             self.watcher.start()
-        self.consumer.subscribe(
-            [settings.topics.raw],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self.source.subscribe([settings.topics.raw])
         log.info(
             "service_started",
             **self.predictor.describe(),
@@ -207,175 +151,79 @@ class ClassifierService:
             topic=settings.topics.raw,
             group=settings.kafka.group_id,
         )
-        code = 0
+        code = ExitCode.OK
         try:
-            if self.exactly_once:
-                try:
-                    self._txn_call("init_transactions", self.producer.init_transactions)
-                except (_TransactionAborted, _Stopping) as exc:
-                    raise KafkaFatal(f"init_transactions failed: {exc}") from exc
+            self.sink.start()
+            batching = settings.batching
             while not self.stop_event.is_set():
                 self.metrics.last_loop = time.monotonic()
                 self._maybe_swap_model()
-                if self._backpressure():
-                    continue
-                records = self._collect()
+                self._backpressure()
+                records = self.source.poll(batching.max_batch, batching.max_wait_ms / 1000)
                 if records:
-                    self._process(records)
-                self._housekeeping()
-        except DeadLetterRateExceeded as exc:
-            log.error("dead_letter_rate_exceeded", error=str(exc))
-            code = 4
-        except KafkaFatal as exc:
-            log.error("kafka_fatal", error=str(exc))
-            code = 5
+                    self._handle(self.step.process(records))
+                self.sink.service()
+                self._update_lag()
+        except TicketsortError as exc:
+            log.error("service_failed", error_type=type(exc).__name__, error=str(exc))
+            code = exc.exit_code
         finally:
-            self._shutdown()
-        return code
+            code = self._shutdown(code)
+        return int(code)
 
-    def _collect(self) -> list[Record]:
-        batching = self.settings.batching
-        records = self.consumer.consume(batching.max_batch, batching.max_wait_ms / 1000)
-        for err in self.consumer.errors:
-            log.warning("consumer_error", error=str(err))
-        self.consumer.errors.clear()
-        # Records of partitions revoked during this poll are re-read by their new owner.
-        return [r for r in records if (r.topic, r.partition) in self.assigned]
+    def _backpressure(self) -> None:
+        """Pause the source while the sink has too much undelivered; resume once it drained."""
+        in_flight = self.sink.in_flight()
+        self.metrics.in_flight.set(in_flight)
+        if not self.source.paused and self.sink.blocked():
+            self.source.pause()
+            self.metrics.paused.set(1)
+            log.warning("paused", in_flight=in_flight)
+        elif self.source.paused and self.sink.can_resume():
+            self.source.resume()
+            self.metrics.paused.set(0)
+            log.info("resumed", in_flight=in_flight)
 
-    def _process(self, records: list[Record]) -> None:
+    def _handle(self, result: BatchResult) -> None:
         started = time.perf_counter()
-        stats = BatchStats(size=len(records))
+        if not self.sink.publish(result):
+            return  # aborted: the batch is read again and counted then
+        self._account(result, time.perf_counter() - started)
+
+    def _account(self, result: BatchResult, publish_s: float) -> None:
+        records = result.records
         self.metrics.consumed.labels(topic=self.settings.topics.raw).inc(len(records))
-        self.totals["consumed"] += len(records)
-        if not self.exactly_once:
-            for r in records:
-                self.tracker.add(r.topic, r.partition, r.offset)
-        tickets: list[tuple[Record, RawTicket, str]] = []
-        outputs: list[_Output] = []
-        max_chars = self.settings.validation.max_clean_chars
-        for record in records:
-            stats.partitions.setdefault(f"{record.topic}[{record.partition}]", []).append(
-                record.offset
-            )
-            result = validate_record(record, self.settings.validation.max_body_bytes)
-            if isinstance(result, RawTicket):
-                text = clean_ticket(result.subject, result.body, max_chars=max_chars)
-                if text:
-                    tickets.append((record, result, text))
-                    self.rate.observe(False)
-                    continue
-                result = Invalid("empty_after_cleaning", "no text left after cleaning")
-            self.rate.observe(True)
-            outputs.append(self._dead_letter_output(record, result))
-            stats.dead_letter += 1
-        infer_s = 0.0
-        if tickets:
-            t0 = time.perf_counter()
-            predictions = self.predictor.predict(
-                [text for _, _, text in tickets], top_k=self.settings.routing.top_k
-            )
-            infer_s = time.perf_counter() - t0
-            self.metrics.inference_seconds.observe(infer_s)
-            version = self.predictor.version
-            for (record, ticket, _), prediction in zip(tickets, predictions, strict=True):
-                event = self.router.route(ticket, prediction, version)
-                if isinstance(event, ClassifiedTicket):
-                    topic, route = self.settings.topics.classified, "classified"
-                    stats.classified += 1
-                else:
-                    topic, route = self.settings.topics.review, "review"
-                    stats.review += 1
-                outputs.append(
-                    _Output(record, topic, ticket.id.encode(), event.to_bytes(), [], route)
-                )
         self.metrics.batch_size.observe(len(records))
-        if self.exactly_once:
-            self._publish_transaction(records, outputs)
-        else:
-            for output in outputs:
-                self._produce(output)
-            self.producer.poll(0)
-        for key in ("classified", "review", "dead_letter"):
-            self.totals[key] += getattr(stats, key)
+        if result.inference_s:
+            self.metrics.inference_seconds.observe(result.inference_s)
+        counts = {route: result.count(route) for route in ("classified", "review", "dead_letter")}
+        self.totals["consumed"] += len(records)
+        for route, n in counts.items():
+            self.totals[route] += n
+        for output in result.outputs:
+            if output.route == "dead_letter":
+                self.metrics.dead_lettered.labels(error_type=output.error_type or "").inc()
+        partitions: dict[str, list[int]] = {}
+        for r in records:
+            span = partitions.setdefault(f"{r.topic}[{r.partition}]", [r.offset, r.offset])
+            span[0], span[1] = min(span[0], r.offset), max(span[1], r.offset)
         log.info(
             "batch",
-            size=stats.size,
-            classified=stats.classified,
-            review=stats.review,
-            dead_letter=stats.dead_letter,
-            partitions={k: [min(v), max(v)] for k, v in stats.partitions.items()},
-            inference_ms=round(infer_s * 1000, 2),
-            total_ms=round((time.perf_counter() - started) * 1000, 2),
+            size=len(records),
+            **counts,
+            partitions=partitions,
+            inference_ms=round(result.inference_s * 1000, 2),
+            publish_ms=round(publish_s * 1000, 2),
             model_version=self.predictor.version,
         )
         if self.settings.consumer.log_ticket_text:
-            for _, ticket, text in tickets:
-                log.debug("ticket_text", ticket_id=ticket.id, text=text)
+            for ticket_id, text in result.texts.items():
+                log.debug("ticket_text", ticket_id=ticket_id, text=text)
+        for dead in result.dead_letter_flags():
+            self.rate.observe(dead)
         self.rate.check()
 
-    def _dead_letter_output(self, record: Record, invalid: Invalid) -> _Output:
-        self.metrics.dead_lettered.labels(error_type=invalid.error_type).inc()
-        limit = self.settings.topics.max_message_bytes  # the dead-letter topic's limit
-        event = dead_letter_for(
-            record, invalid.error_type, invalid.message, max_message_bytes=limit
-        )
-        return _Output(
-            record,
-            self.settings.topics.dead_letter,
-            record.key,
-            event.to_bytes(),
-            dead_letter_headers(
-                record, invalid.error_type, invalid.message, max_message_bytes=limit
-            ),
-            "dead_letter",
-        )
-
-    # At-least-once delivery ------------------------------------------------------------
-    def _produce(self, output: _Output) -> None:
-        output.attempts += 1
-        on_delivery = self._delivery_callback(output)
-        try:
-            self.producer.produce(
-                output.topic,
-                output.value,
-                key=output.key,
-                headers=output.headers,
-                on_delivery=on_delivery,
-            )
-        except KafkaException as exc:
-            # Refused before it was queued (e.g. "Unknown topic" once librdkafka knows the
-            # topic is missing): a failed delivery like any other, retried with backoff.
-            error = exc.args[0] if exc.args else None
-            if not isinstance(error, confluent_kafka.KafkaError):
-                error = confluent_kafka.KafkaError(confluent_kafka.KafkaError._FAIL, str(exc))
-            if error.fatal():
-                raise KafkaFatal(f"produce: {error}") from exc
-            on_delivery(error, None)
-
-    def _delivery_callback(
-        self, output: _Output
-    ) -> Callable[[confluent_kafka.KafkaError | None, confluent_kafka.Message | None], None]:
-        def on_delivery(
-            err: confluent_kafka.KafkaError | None, _msg: confluent_kafka.Message | None
-        ) -> None:
-            record = output.record
-            if err is not None:
-                self.metrics.delivery_failures.labels(topic=output.topic).inc()
-                log.error(
-                    "delivery_failed",
-                    topic=output.topic,
-                    source=f"{record.topic}[{record.partition}]@{record.offset}",
-                    error=str(err),
-                    attempts=output.attempts,
-                )
-                self.retry.append(output)
-                return
-            self.tracker.mark_done(record.topic, record.partition, record.offset)
-            self._count_delivered(output)
-
-        return on_delivery
-
-    def _count_delivered(self, output: _Output) -> None:
+    def _delivered(self, output: Output) -> None:
         """Routing and end-to-end latency metrics for one delivered output."""
         self.metrics.routed.labels(route=output.route, model_version=self.predictor.version).inc()
         if output.record.timestamp_ms:
@@ -383,204 +231,16 @@ class ClassifierService:
                 max(0.0, time.time() - output.record.timestamp_ms / 1000)
             )
 
-    def _retry_failed(self) -> None:
-        if not self.retry:
-            return
-        due, self.retry = self.retry, []
-        backoff = min(30.0, 0.5 * 2 ** min(max(o.attempts for o in due), 6))
-        log.warning("delivery_retry", count=len(due), backoff_s=backoff)
-        if self.stop_event.wait(backoff):
-            self.retry = due + self.retry
-            return
-        for output in due:
-            if (output.record.topic, output.record.partition) in self.assigned:
-                self._produce(output)
-
-    def _backpressure(self) -> bool:
-        """Pause consumption while too much output is undelivered; True while paused."""
-        limit = self.settings.batching.max_in_flight
-        in_flight = self.tracker.in_flight() if not self.exactly_once else len(self.producer)
-        self.metrics.in_flight.set(in_flight)
-        blocked = in_flight >= limit or bool(self.retry)
-        if blocked and not self.paused:
-            self.consumer.pause(self._assigned_partitions())
-            self.paused = True
-            self.metrics.paused.set(1)
-            log.warning("paused", in_flight=in_flight, retries=len(self.retry))
-        elif not blocked and self.paused and in_flight < limit // 2:
-            self.consumer.resume(self._assigned_partitions())
-            self.paused = False
-            self.metrics.paused.set(0)
-            log.info("resumed", in_flight=in_flight)
-        if self.paused:
-            self.producer.poll(0.05)
-            # keep the group membership alive while paused
-            self.consumer.consume(1, 0.0)
-            self._retry_failed()
-            self._housekeeping()
-        return self.paused
-
-    def _assigned_partitions(self) -> list[TopicPartition]:
-        return [TopicPartition(t, p) for t, p in sorted(self.assigned)]
-
-    def _commit(self, *, force: bool = False, only: set[tuple[str, int]] | None = None) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_commit < 0.2:
-            return
-        self._last_commit = now
-        offsets = self.tracker.committable()
-        if only is not None:
-            offsets = {k: v for k, v in offsets.items() if k in only}
-        if not offsets:
-            return
-        try:
-            self.consumer.commit([TopicPartition(t, p, o) for (t, p), o in offsets.items()])
-        except KafkaException as exc:
-            log.warning("commit_failed", error=str(exc))
-            return
-        self.tracker.mark_committed(offsets)
-        self.metrics.commits.inc()
-
-    def _drain(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.producer) and time.monotonic() < deadline:
-            self.producer.poll(0.05)
-
-    # Exactly-once ----------------------------------------------------------------------
-    def _publish_transaction(self, records: list[Record], outputs: list[_Output]) -> None:
-        """Outputs and the batch's next offsets in one transaction (librdkafka's EOS recipe).
-
-        Retriable errors retry the failed call; abortable ones abort the transaction and
-        rewind the consumer to the committed offsets (the batch is read again, after a
-        backoff); fatal ones raise ``KafkaFatal`` so the process exits and restarts.
-        """
-        next_offsets: dict[tuple[str, int], int] = {}
-        for r in records:
-            next_offsets[(r.topic, r.partition)] = max(
-                next_offsets.get((r.topic, r.partition), 0), r.offset + 1
-            )
-        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
-        try:
-            self._txn_call("begin_transaction", self.producer.begin_transaction)
-            for o in outputs:
-                try:
-                    self.producer.produce(
-                        o.topic,
-                        o.value,
-                        key=o.key,
-                        headers=o.headers,
-                        on_delivery=self._txn_delivery(o),
-                    )
-                except KafkaException as exc:  # refused before queueing, e.g. unknown topic
-                    error = exc.args[0] if exc.args else None
-                    if isinstance(error, confluent_kafka.KafkaError) and error.fatal():
-                        raise KafkaFatal(f"produce: {error}") from exc
-                    self.metrics.delivery_failures.labels(topic=o.topic).inc()
-                    log.error("delivery_failed", topic=o.topic, error=str(exc))
-                    raise _TransactionAborted(f"produce: {exc}") from exc
-            self._txn_call(
-                "send_offsets_to_transaction",
-                _bounded(
-                    "send_offsets_to_transaction",
-                    lambda: self.producer.send_offsets_to_transaction(
-                        offsets, self.consumer.group_metadata(), SEND_OFFSETS_TIMEOUT_S
-                    ),
-                    SEND_OFFSETS_TIMEOUT_S + 5.0,
-                ),
-            )
-            self._txn_call("commit_transaction", self.producer.commit_transaction)
-        except _TransactionAborted as exc:
-            self._abort_and_rewind(str(exc))
-            return
-        except _Stopping:
-            # Left open on purpose: the broker aborts it (or the next instance with the same
-            # transactional id fences it); the batch's offsets were not committed.
-            log.warning("transaction_left_open", reason="stop requested")
-            return
-        self._txn_failures = 0
-        self.metrics.commits.inc()
-
-    def _txn_call(self, name: str, call: Callable[[], object]) -> None:
-        """Run one transactional call: retry retriable errors, sort the others."""
-        while True:
-            try:
-                call()
-                return
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                if not isinstance(error, confluent_kafka.KafkaError):
-                    raise KafkaFatal(f"{name}: {exc}") from exc
-                if error.fatal():
-                    raise KafkaFatal(f"{name}: {error}") from exc
-                if error.txn_requires_abort():
-                    raise _TransactionAborted(f"{name}: {error}") from exc
-                if not error.retriable():
-                    # librdkafka's transactions example: every other error is fatal.
-                    raise KafkaFatal(f"{name}: {error}") from exc
-                log.warning("transaction_retry", call=name, error=str(error))
-                if self.stop_event.wait(0.5):
-                    raise _Stopping() from exc
-
-    def _abort_and_rewind(self, reason: str) -> None:
-        self._txn_failures += 1
-        backoff = min(30.0, 0.5 * 2 ** min(self._txn_failures - 1, 6))
-        log.warning("transaction_aborted", error=reason, backoff_s=backoff)
-        try:
-            self._txn_call("abort_transaction", self.producer.abort_transaction)
-        except _Stopping:
-            log.warning("transaction_left_open", reason="stop requested")
-            return
-        except _TransactionAborted as exc:
-            raise KafkaFatal(f"abort_transaction failed: {exc}") from exc
-        try:
-            self._rewind()
-        except KafkaException as exc:  # a restart resumes from the committed offsets too
-            raise KafkaFatal(f"rewind after abort failed: {exc}") from exc
-        self.stop_event.wait(backoff)
-
-    def _txn_delivery(
-        self, output: _Output
-    ) -> Callable[[confluent_kafka.KafkaError | None, confluent_kafka.Message], None]:
-        def on_delivery(
-            err: confluent_kafka.KafkaError | None, _msg: confluent_kafka.Message
-        ) -> None:
-            if err is not None:
-                self.metrics.delivery_failures.labels(topic=output.topic).inc()
-                log.error("delivery_failed", topic=output.topic, error=str(err))
-                return
-            self._count_delivered(output)
-
-        return on_delivery
-
-    def _rewind(self) -> None:
-        """After an aborted transaction, go back to the last committed offsets."""
-        partitions = self._assigned_partitions()
-        if not partitions:
-            return
-        for tp in self.consumer.committed(partitions):
-            offset = tp.offset if tp.offset >= 0 else confluent_kafka.OFFSET_BEGINNING
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-
-    # Housekeeping ----------------------------------------------------------------------
-    def _housekeeping(self) -> None:
-        if not self.exactly_once:
-            self.producer.poll(0)
-            for topic, reason in self.producer.take_failures():
-                log.error("delivery_failed", topic=topic, error=reason)
-            self._commit()
-        now = time.monotonic()
-        if now - self._last_lag > 5.0:
-            self._last_lag = now
-            self._update_lag()
-
+    # Housekeeping -----------------------------------------------------------------------
     def _update_lag(self) -> None:
-        partitions = self._assigned_partitions()
-        if not partitions:
+        now = time.monotonic()
+        if now - self._last_lag < LAG_INTERVAL_S or not self.source.assigned:
             return
+        self._last_lag = now
+        partitions = [TopicPartition(t, p) for t, p in sorted(self.source.assigned)]
         try:
-            positions = self.consumer.position(partitions)
-            for tp in positions:
-                _low, high = self.consumer.client.get_watermark_offsets(tp, timeout=1, cached=True)
+            for tp in self.consumer.position(partitions):
+                _low, high = self.consumer.watermarks(tp, timeout=1, cached=True)
                 if tp.offset >= 0 and high >= 0:
                     self.metrics.consumer_lag.labels(
                         topic=tp.topic, partition=str(tp.partition)
@@ -595,29 +255,41 @@ class ClassifierService:
         if fresh is None:
             return
         old = self.predictor.version
-        self.predictor = fresh
-        self.router = Router(fresh.model.thresholds, self.settings.routing)
-        self.metrics.set_model(fresh.version, fresh.device, fresh.precision)
+        self.step.use_model(fresh)  # between batches: no batch is split across two models
+        self._set_model_metrics(fresh)
         self.metrics.model_reloads.labels(result="success").inc()
         log.info("model_swapped", old_version=old, new_version=fresh.version)
 
-    def _shutdown(self) -> None:
+    def _set_model_metrics(self, predictor: Predictor) -> None:
+        self.metrics.set_model(predictor.version, predictor.device, predictor.precision)
+        self.metrics.ready_model = True
+
+    def _shutdown(self, code: ExitCode) -> ExitCode:
         log.info("service_stopping", **self.totals)
         if self.watcher is not None:
             self.watcher.stop()
         try:
-            if not self.exactly_once:
-                self._drain(timeout=30.0)
-                self.producer.poll(0)
-                self._commit(force=True)
+            self.sink.close()
+        except TicketsortError as exc:
+            log.error("shutdown_commit_failed", error=str(exc))
+            code = code if code != ExitCode.OK else exc.exit_code
         except Exception as exc:  # still close the clients
             log.error("shutdown_commit_failed", error=str(exc))
-        finally:
+        try:
             self.consumer.close()
+        except TicketsortError as exc:  # a fatal error on the way out is still exit 5
+            log.error("consumer_close_failed", error=str(exc))
+            code = code if code != ExitCode.OK else exc.exit_code
+        finally:
             if self.health is not None:
                 self.health.stop()
         self.metrics.ready_model = False
-        log.info("service_stopped", **self.totals)
+        log.info("service_stopped", exit_code=int(code), **self.totals)
+        return code
+
+    def settled(self) -> bool:
+        """True when nothing is in flight and every delivered offset is committed."""
+        return self.sink.in_flight() == 0 and not self.sink.uncommitted()
 
     def describe(self) -> dict[str, Any]:
         return {**self.predictor.describe(), "totals": dict(self.totals)}

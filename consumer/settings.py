@@ -123,7 +123,22 @@ class ConsumerSettings(BaseModel):
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     log_ticket_text: bool = False
     poll_timeout_s: float = Field(default=0.1, gt=0)
-    transactional_id: str | None = None
+    transactional_id: str | None = Field(
+        default=None,
+        description="Exactly-once: the producer's transactional id. It must stay the same"
+        " across restarts of one instance (so a restart fences its predecessor at once) and"
+        " differ between instances; unset, it is '<group id>-<host name>', stable for a"
+        " StatefulSet pod (ticketsort-0, ticketsort-1, ...) and for a host.",
+    )
+    max_delivery_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="At-least-once: attempts at one output before it counts as a poison"
+        " record (refused as too large or invalid, or refused while others to its topic are"
+        " delivered) and becomes a dead letter. An outage, where nothing reaches a topic, is"
+        " retried for as long as it lasts.",
+    )
+    retry_backoff_max_s: float = Field(default=30.0, gt=0)
 
 
 class TrainingSettings(BaseModel):

@@ -7,12 +7,12 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+from consumer.errors import TicketsortError
 from consumer.kafka import Consumer
-from consumer.kafka.admin import partition_watermarks
 from consumer.settings import KafkaSettings
 
 
-class ArchiveSnapshotTimeout(Exception):
+class ArchiveSnapshotTimeout(TicketsortError):
     """The archive could not be read up to its end offsets in time."""
 
 
@@ -24,18 +24,16 @@ def archived_ids(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> set
     deadline = time.monotonic() + timeout
     consumer = Consumer(kafka, group_id=f"ticketsort-tools-snapshot-{uuid.uuid4().hex[:12]}")
     try:
-        client = consumer.client
-        metadata = client.list_topics(topic, timeout=timeout)
-        partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
+        partitions = consumer.topic_partitions(topic, timeout) or []
         ends: dict[int, int] = {}
         for partition in partitions:
-            low, high = partition_watermarks(client, TopicPartition(topic, partition), deadline)
+            low, high = consumer.watermarks_until(TopicPartition(topic, partition), deadline)
             if high > low:
                 ends[partition] = high
         ids: set[str] = set()
         if not ends:
             return ids
-        client.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         while ends:
             if time.monotonic() > deadline:
                 raise ArchiveSnapshotTimeout(

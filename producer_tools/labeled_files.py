@@ -34,6 +34,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
 
+from consumer.errors import TicketsortError
 from consumer.events import Channel, RawTicket
 
 FileFormat = Literal["csv", "jsonl"]
@@ -65,7 +66,7 @@ class Reason(StrEnum):
     INVALID_TICKET = "invalid_ticket"
 
 
-class LabeledFileError(Exception):
+class LabeledFileError(TicketsortError):
     """The file (or label map) cannot be read at all."""
 
 

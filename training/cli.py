@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT = 0, 1, 2
+from consumer.errors import ExitCode
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -126,7 +126,7 @@ def train_command(ns: argparse.Namespace) -> int:
         "report": str(result.model_dir / "report.md"),
     }
     print(json.dumps(summary, indent=2))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def evaluate_command(ns: argparse.Namespace) -> int:
@@ -158,7 +158,7 @@ def evaluate_command(ns: argparse.Namespace) -> int:
     metrics["precision"] = ns.precision
     metrics["drops"] = dict(sorted(prepared.drops.items()))
     print(json.dumps(metrics, indent=2))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,17 +183,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(get_settings().logging.level, get_settings().logging.format)
     except ValidationError as exc:
         print(f"error: invalid settings: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     log = get_logger("training.cli")
     try:
         return evaluate_command(ns) if command == "evaluate" else train_command(ns)
     except (BadInput, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as exc:
         log.exception("training_failed", error_type=type(exc).__name__)
         print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_UNEXPECTED
+        return ExitCode.FAILED

@@ -18,13 +18,12 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-import confluent_kafka
 from confluent_kafka import TopicPartition
 from pydantic import ValidationError
 
+from consumer.errors import TicketsortError
 from consumer.events import LabeledTicket
 from consumer.kafka import Consumer
-from consumer.kafka.admin import partition_watermarks
 from consumer.logs import get_logger
 from consumer.settings import Settings
 from training.errors import BadInput
@@ -33,7 +32,7 @@ from training.records import RawData, SourceRecord
 log = get_logger("training.snapshot")
 
 
-class SnapshotError(Exception):
+class SnapshotError(TicketsortError):
     """The archive could not be read up to the end offsets in time."""
 
 
@@ -84,18 +83,13 @@ def to_record(
     )
 
 
-def end_offsets(
-    client: confluent_kafka.Consumer, topic: str, timeout: float
-) -> dict[int, tuple[int, int]]:
+def end_offsets(consumer: Consumer, topic: str, timeout: float) -> dict[int, tuple[int, int]]:
     """``{partition: (low, high)}`` of ``topic``, taken now."""
     deadline = time.monotonic() + timeout
-    metadata = client.list_topics(topic, timeout=timeout)
-    meta = metadata.topics.get(topic)
-    if meta is None or meta.error is not None or not meta.partitions:
+    partitions = consumer.topic_partitions(topic, timeout)
+    if partitions is None:
         raise BadInput(f"the archive topic {topic!r} does not exist: no labeled data to train on")
-    return {
-        p: partition_watermarks(client, TopicPartition(topic, p), deadline) for p in meta.partitions
-    }
+    return {p: consumer.watermarks_until(TopicPartition(topic, p), deadline) for p in partitions}
 
 
 def snapshot_archive(settings: Settings, *, timeout_s: float | None = None) -> RawData:
@@ -113,12 +107,11 @@ def snapshot_archive(settings: Settings, *, timeout_s: float | None = None) -> R
     records: list[SourceRecord] = []
     started = time.monotonic()
     try:
-        client = consumer.client
-        marks = end_offsets(client, topic, timeout)
+        marks = end_offsets(consumer, topic, timeout)
         parts = {p: _Partition(start=lo, end=hi, position=lo) for p, (lo, hi) in marks.items()}
         pending = sorted(p for p, state in parts.items() if not state.done)
         if pending:
-            client.assign([TopicPartition(topic, p, parts[p].start) for p in pending])
+            consumer.assign([TopicPartition(topic, p, parts[p].start) for p in pending])
         last_progress = time.monotonic()
         while any(not state.done for state in parts.values()):
             for rec in consumer.consume(1000, 0.5):

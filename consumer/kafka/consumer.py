@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import confluent_kafka
+from confluent_kafka import TopicPartition
 
 from consumer.kafka.config import consumer_config
+from consumer.kafka.errors import KafkaFatal
 from consumer.settings import KafkaSettings
 
 PartitionsCallback = Callable[[list[confluent_kafka.TopicPartition]], None]
@@ -73,19 +75,38 @@ class Consumer:
     ) -> None:
         kwargs: dict[str, Any] = {}
         if on_assign is not None:
-            kwargs["on_assign"] = lambda _c, parts: on_assign(parts)
+
+            def assigned(_c: confluent_kafka.Consumer, parts: list[TopicPartition]) -> None:
+                # Apply the assignment first, so that the callback can pause (or resume) the
+                # new partitions before anything is fetched for them (issue #12).
+                if self.cooperative:
+                    self.client.incremental_assign(parts)
+                else:
+                    self.client.assign(parts)
+                on_assign(parts)
+
+            kwargs["on_assign"] = assigned
         if on_revoke is not None:
             kwargs["on_revoke"] = lambda _c, parts: on_revoke(parts)
         if on_lost is not None:
             kwargs["on_lost"] = lambda _c, parts: on_lost(parts)
         self.client.subscribe(list(topics), **kwargs)
 
+    @property
+    def cooperative(self) -> bool:
+        return "cooperative" in str(self._conf.get("partition.assignment.strategy", ""))
+
     def consume(self, max_records: int, timeout: float) -> list[Record]:
-        """Up to ``max_records`` records; transient errors are kept in ``errors``."""
+        """Up to ``max_records`` records; transient errors are kept in ``errors``.
+
+        A fatal error raises ``KafkaFatal``: the client cannot go on (issue #12).
+        """
         out: list[Record] = []
         for msg in self.client.consume(max_records, timeout):
             err = msg.error()
             if err is not None:
+                if err.fatal():
+                    raise KafkaFatal(f"consumer: {err}")
                 if err.code() != confluent_kafka.KafkaError._PARTITION_EOF:
                     self.errors.append(err)
                 continue
@@ -124,7 +145,38 @@ class Consumer:
     def group_metadata(self) -> Any:
         return self.client.consumer_group_metadata()
 
+    def watermarks(
+        self, partition: TopicPartition, timeout: float = 5.0, cached: bool = False
+    ) -> tuple[int, int]:
+        """(low, high) offsets of ``partition``; ``cached`` uses the last fetch's figures."""
+        low, high = self.client.get_watermark_offsets(partition, timeout=timeout, cached=cached)
+        return int(low), int(high)
+
+    def watermarks_until(self, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+        """(low, high) of ``partition``, retrying transient errors until ``deadline``."""
+        from consumer.kafka.admin import partition_watermarks
+
+        return partition_watermarks(self.client, partition, deadline)
+
+    def topic_partitions(self, topic: str, timeout: float = 10.0) -> list[int] | None:
+        """The partition ids of ``topic``; None when it does not exist."""
+        meta = self.client.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            return None
+        return sorted(meta.partitions)
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        """Manual assignment (tools that read a topic without a group)."""
+        self.client.assign(partitions)
+
     def close(self) -> None:
+        """Leave the group; a fatal error on the way out raises ``KafkaFatal``."""
         if self._client is not None:
-            self._client.close()
-            self._client = None
+            client, self._client = self._client, None
+            try:
+                client.close()
+            except confluent_kafka.KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if isinstance(error, confluent_kafka.KafkaError) and error.fatal():
+                    raise KafkaFatal(f"consumer close: {error}") from exc
+                raise

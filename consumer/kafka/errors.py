@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from consumer.errors import ExitCode, TicketsortError
 
-class KafkaWrapperError(Exception):
+
+class KafkaWrapperError(TicketsortError):
     """Base class for errors from ticketsort's Kafka layer."""
 
 
 class BrokerUnavailable(KafkaWrapperError):
     """No broker answered at the configured bootstrap address."""
+
+    exit_code = ExitCode.BROKER_UNREACHABLE
 
 
 class DeliveryFailed(KafkaWrapperError):
@@ -21,4 +25,6 @@ class DeliveryFailed(KafkaWrapperError):
 
 
 class KafkaFatal(KafkaWrapperError):
-    """A fatal client error: the client must be recreated."""
+    """A fatal client error: the client must be recreated (the process exits and restarts)."""
+
+    exit_code = ExitCode.KAFKA_FATAL

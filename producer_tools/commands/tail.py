@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     printed = 0
     try:
         with StopSignal() as stop:
-            consumer.client.assign([TopicPartition(topic, p, start) for p in range(partitions)])
+            consumer.assign([TopicPartition(topic, p, start) for p in range(partitions)])
             last_seen = time.monotonic()
             while not stop.requested and (args.max is None or printed < args.max):
                 wanted = 500 if args.max is None else min(500, args.max - printed)
