@@ -2,11 +2,18 @@
 
 The main loop calls ``take_ready()`` between batches and swaps the predictor
 there, so no batch is split across two models. A version that fails to load
-is refused (logged, counted) and the old model keeps serving.
+is refused (logged, counted) and the old model keeps serving, and so is one that loads but
+fails on a probe batch (an exception, a non-finite confidence, a label it does not have).
+
+A version is identified by the content of its files (a digest of every file's relative path
+and bytes), not by the manifest's modification time: a folder rewritten in place with its
+times kept is seen, a manifest touched without a change is not reloaded (issue #12).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import threading
 from pathlib import Path
 
@@ -19,10 +26,36 @@ from consumer.settings import ModelSettings
 log = get_logger(__name__)
 
 
-def _identity(folder: Path) -> tuple[str, float]:
-    manifest = folder / "manifest.json"
-    mtime = manifest.stat().st_mtime if manifest.exists() else 0.0
-    return str(folder), mtime
+PROBE_TEXTS = (
+    "I was charged twice for my subscription this month",
+    "The app crashes when I open the settings page",
+    "hello",
+)
+CHUNK = 1 << 20
+
+
+def content_identity(folder: Path) -> str:
+    """A digest of every file under ``folder`` (relative path and bytes)."""
+    digest = hashlib.sha256()
+    if not folder.is_dir():
+        return "missing"
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def probe(predictor: Predictor) -> None:
+    """Run a small batch through a freshly loaded model; raise if it misbehaves."""
+    labels = set(predictor.model.labels)
+    for prediction in predictor.predict(list(PROBE_TEXTS)):
+        if not math.isfinite(prediction.confidence) or not 0.0 <= prediction.confidence <= 1.0:
+            raise ValueError(f"probe batch: confidence {prediction.confidence!r}")
+        if prediction.category not in labels:
+            raise ValueError(f"probe batch: unknown category {prediction.category!r}")
 
 
 class ModelWatcher:
@@ -30,8 +63,8 @@ class ModelWatcher:
         self.settings = settings
         self.link = settings.store / CURRENT
         self.metrics = metrics
-        self._serving = _identity(serving.resolve())
-        self._refused: tuple[str, float] | None = None
+        self._serving = content_identity(serving.resolve())
+        self._refused: str | None = None
         self._ready: Predictor | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -54,11 +87,12 @@ class ModelWatcher:
         if not self.link.exists():
             return
         target = self.link.resolve()
-        identity = _identity(target)
+        identity = content_identity(target)
         if identity == self._serving or identity == self._refused:
             return
         try:
             predictor = Predictor(load_model(target, self.settings.base_model), self.settings)
+            probe(predictor)
         except Exception as exc:  # any failure: refuse the version, keep serving the old one
             self._refused = identity
             self.metrics.model_reloads.labels(result="failure").inc()

@@ -121,7 +121,9 @@ class FakeConsumer:
 class FakeProducer:
     """Queues messages; ``poll`` delivers them, failing those ``refuse`` says no to."""
 
-    def __init__(self, refuse: Callable[[str, bytes, bytes | None], KafkaError | None] | None = None):
+    def __init__(
+        self, refuse: Callable[[str, bytes, bytes | None], KafkaError | None] | None = None
+    ):
         self.refuse = refuse or (lambda topic, value, key: None)
         self.queue: list[tuple[str, bytes, bytes | None, Any]] = []
         self.delivered: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
@@ -156,4 +158,6 @@ class FakeProducer:
 
 
 def size_error() -> KafkaError:
-    return KafkaError(confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large")
+    return KafkaError(
+        confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large"
+    )

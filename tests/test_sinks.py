@@ -83,7 +83,9 @@ def test_one_output_refused_while_others_land_becomes_a_dead_letter() -> None:
     _run(sink, producer)
     sink.commit(force=True)
     assert consumer.committed_offsets[("raw", 0)] == 5
-    dead = [DeadLetter.model_validate_json(v) for t, v, _, _ in producer.delivered if t != "classified"]
+    dead = [
+        DeadLetter.model_validate_json(v) for t, v, _, _ in producer.delivered if t != "classified"
+    ]
     assert [(d.source_offset, d.error_type) for d in dead] == [(2, "undeliverable_output")]
     assert "refused 3 times" in dead[0].error_message
     assert sorted(o.record.offset for o in delivered) == [0, 1, 2, 3, 4]
@@ -155,9 +157,7 @@ def test_a_refused_dead_letter_is_replaced_by_a_minimal_one_then_the_sink_gives_
     for i in range(3, 40):  # keep other outputs landing
         sink.publish(_batch(1, start=i))
         _run(sink, producer, 1)
-    dead = [
-        (k, dict(h)) for t, v, k, h in producer.delivered if t == "tickets.dead-letter"
-    ]
+    dead = [(k, dict(h)) for t, v, k, h in producer.delivered if t == "tickets.dead-letter"]
     assert len(dead) == 1 and dead[0][0] is None and dead[0][1]["ticketsort.minimal"] == b"1"
 
     refuse_minimal[0] = True
