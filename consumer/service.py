@@ -66,18 +66,26 @@ class ClassifierService:
         self.stop_event = stop_event or threading.Event()
         self.metrics = metrics or Metrics()
         self.exactly_once = settings.consumer.processing == "exactly-once"
-        self.consumer = consumer or Consumer(
-            settings.kafka,
-            settings.kafka.group_id,
-            auto_offset_reset=settings.consumer.auto_offset_reset,
-            extra={"isolation.level": "read_committed"},
+        self.consumer = (
+            consumer
+            if consumer is not None
+            else Consumer(
+                settings.kafka,
+                settings.kafka.group_id,
+                auto_offset_reset=settings.consumer.auto_offset_reset,
+                extra={"isolation.level": "read_committed"},
+            )
         )
-        self.producer = producer or Producer(
-            settings.kafka,
-            transactional_id=transactional_id(settings) if self.exactly_once else None,
-            extra={
-                "message.max.bytes": settings.topics.max_message_bytes * DEAD_LETTER_SIZE_FACTOR
-            },
+        self.producer = (
+            producer
+            if producer is not None
+            else Producer(
+                settings.kafka,
+                transactional_id=transactional_id(settings) if self.exactly_once else None,
+                extra={
+                    "message.max.bytes": settings.topics.max_message_bytes * DEAD_LETTER_SIZE_FACTOR
+                },
+            )
         )
         self.source = RecordSource(self.consumer, listener=self)
         self.step = BatchStep(settings, predictor)

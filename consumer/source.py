@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from consumer.kafka import Record
+from consumer.kafka import KafkaFatal, Record
 from consumer.logs import get_logger
 
 log = get_logger(__name__)
@@ -130,9 +130,11 @@ class RecordSource:
 
     def _fetch(self, max_records: int, timeout: float) -> None:
         records = self.consumer.consume(max(1, max_records), timeout)
-        for err in self.consumer.errors:
+        errors, self.consumer.errors[:] = list(self.consumer.errors), []
+        for err in errors:
+            if err.fatal():  # the client cannot go on: exit 5, restart from the commits
+                raise KafkaFatal(f"consumer: {err}")
             log.warning("consumer_error", error=str(err))
-        self.consumer.errors.clear()
         # Records of partitions revoked during this poll are re-read by their new owner.
         self._buffer.extend(r for r in records if (r.topic, r.partition) in self.assigned)
 

@@ -1,0 +1,178 @@
+"""The service loop with injected clients: exit codes, lag gauges, counting, stable ids.
+
+The broker is real (``run`` waits for it and serves /metrics); the consumer or producer is a
+fake where the behaviour under test is one a broker cannot be made to show on demand (a fatal
+client error, an abortable transaction).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import confluent_kafka
+import pytest
+from confluent_kafka import KafkaError
+
+from consumer.batch_step import BatchStep
+from consumer.errors import ExitCode
+from consumer.events import RawTicket
+from consumer.kafka import KafkaFatal
+from consumer.model_store import load_model
+from consumer.predictor import Predictor
+from consumer.service import ClassifierService, transactional_id
+from consumer.settings import Settings
+from tests.chaos_helpers import write_untrained_model
+from tests.fakes import FakeConsumer, FakeProducer, record
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
+    folder = write_untrained_model(tmp_path_factory.mktemp("parts") / "v-parts")
+    return Predictor(load_model(folder))
+
+
+def _ticket(i: int) -> bytes:
+    return RawTicket(id=f"p-{i}", body=f"my invoice {i} was charged twice").to_bytes()
+
+
+def _run(service: ClassifierService) -> tuple[threading.Thread, list[int]]:
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(service.run()), daemon=True)
+    thread.start()
+    return thread, codes
+
+
+def _wait(predicate: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_a_fatal_consumer_error_ends_the_service_with_exit_5(
+    settings: Settings, predictor: Predictor
+) -> None:
+    consumer = FakeConsumer()
+    service = ClassifierService(settings, predictor, consumer=consumer, producer=FakeProducer())  # type: ignore[arg-type]
+    thread, codes = _run(service)
+    _wait(lambda: "on_assign" in consumer.callbacks)
+    consumer.assign_now((settings.topics.raw, 0))
+    consumer.pending_errors.append(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
+    thread.join(30)
+    assert codes == [ExitCode.KAFKA_FATAL]
+    assert consumer.closed
+
+
+def test_a_fatal_error_while_closing_is_exit_5_not_1(
+    settings: Settings, predictor: Predictor
+) -> None:
+    consumer = FakeConsumer()
+    consumer.close_error = KafkaFatal("consumer close: fatal")  # what the wrapper raises
+    service = ClassifierService(settings, predictor, consumer=consumer, producer=FakeProducer())  # type: ignore[arg-type]
+    thread, codes = _run(service)
+    _wait(lambda: "on_assign" in consumer.callbacks)
+    service.stop_event.set()
+    thread.join(30)
+    assert codes == [ExitCode.KAFKA_FATAL]
+
+
+def test_the_lag_gauge_of_a_revoked_partition_is_removed(
+    settings: Settings, predictor: Predictor
+) -> None:
+    consumer = FakeConsumer()
+    service = ClassifierService(settings, predictor, consumer=consumer, producer=FakeProducer())  # type: ignore[arg-type]
+    service.source.subscribe([settings.topics.raw])
+    raw = settings.topics.raw
+    consumer.assign_now((raw, 0), (raw, 1))
+    for p in (0, 1):
+        service.metrics.consumer_lag.labels(topic=raw, partition=str(p)).set(5)
+    consumer.revoke_now((raw, 1))
+    text = service.metrics.render().decode()
+    assert f'ticketsort_consumer_lag{{partition="0",topic="{raw}"}} 5.0' in text
+    assert f'partition="1",topic="{raw}"' not in text
+    assert "consumer's position" in text  # the help says what it measures
+
+
+class _AbortOnceProducer(FakeProducer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborts_left = 1
+
+    def init_transactions(self, timeout: float = 30.0) -> None:
+        return None
+
+    def begin_transaction(self) -> None:
+        return None
+
+    def send_offsets_to_transaction(self, offsets: object, meta: object, t: float = 30) -> None:
+        return None
+
+    def commit_transaction(self, timeout: float = 30.0) -> None:
+        if self.aborts_left:
+            self.aborts_left -= 1
+            raise confluent_kafka.KafkaException(
+                KafkaError(KafkaError._FENCED, "abortable", txn_requires_abort=True)
+            )
+        self.poll()
+
+    def abort_transaction(self, timeout: float = 30.0) -> None:
+        self.queue.clear()
+
+
+def test_an_aborted_and_replayed_batch_is_counted_once(
+    settings: Settings, predictor: Predictor
+) -> None:
+    cfg = settings.model_copy(
+        update={"consumer": settings.consumer.model_copy(update={"processing": "exactly-once"})}
+    )
+    consumer = FakeConsumer()
+    producer = _AbortOnceProducer()
+    service = ClassifierService(cfg, predictor, consumer=consumer, producer=producer)  # type: ignore[arg-type]
+    raw = cfg.topics.raw
+    records = [record(0, i, _ticket(i), topic=raw) for i in range(4)]
+    records.append(record(0, 4, b"{not json", topic=raw))
+    thread, codes = _run(service)
+    _wait(lambda: "on_assign" in consumer.callbacks)
+    consumer.assign_now((raw, 0))
+    consumer.add(*records)
+    _wait(lambda: consumer.seeks, 30)  # aborted once and rewound...
+    consumer.add(*records)  # ...so the broker hands the batch over again
+    _wait(lambda: service.totals["consumed"] >= 5, 30)
+    time.sleep(0.5)
+    service.stop_event.set()
+    thread.join(30)
+    assert codes == [ExitCode.OK]
+    assert service.totals["consumed"] == 5 and service.totals["dead_letter"] == 1
+    text = service.metrics.render().decode()
+    assert f'ticketsort_records_consumed_total{{topic="{raw}"}} 5.0' in text
+    assert 'ticketsort_dead_letters_total{error_type="invalid_json"} 1.0' in text
+    assert service.rate.ratio == pytest.approx(1 / 5)
+
+
+def test_the_default_transactional_id_is_stable_across_restarts(settings: Settings) -> None:
+    first, second = transactional_id(settings), transactional_id(settings)
+    assert first == second == f"{settings.kafka.group_id}-{socket.gethostname()}"
+    pinned = settings.model_copy(
+        update={"consumer": settings.consumer.model_copy(update={"transactional_id": "pod-0"})}
+    )
+    assert transactional_id(pinned) == "pod-0"
+
+
+def test_the_batch_step_gives_one_output_per_record_in_order(
+    settings: Settings, predictor: Predictor, tmp_path: Path
+) -> None:
+    step = BatchStep(settings, predictor)
+    raw = settings.topics.raw
+    records = [record(0, 0, _ticket(0), raw), record(0, 1, b"", raw), record(0, 2, _ticket(2), raw)]
+    result = step.process(records)
+    assert [o.record.offset for o in result.outputs] == [0, 1, 2]
+    assert [o.route for o in result.outputs][1] == "dead_letter"
+    assert result.outputs[1].error_type == "empty_record"
+    assert {o.route for o in (result.outputs[0], result.outputs[2])} <= {"classified", "review"}
