@@ -22,6 +22,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from consumer.batch_step import BatchStep
 from consumer.dead_letter_rate import DeadLetterRate
 from consumer.errors import ExitCode, TicketsortError
+from consumer.inference import InferenceWorker
 from consumer.kafka import Consumer, Producer, wait_for_broker
 from consumer.logs import get_logger
 from consumer.metrics import HealthServer, Metrics
@@ -107,6 +108,8 @@ class ClassifierService:
         self.rate = DeadLetterRate(
             settings.validation.dead_letter_window, settings.validation.dead_letter_max_ratio
         )
+        self.worker: InferenceWorker | None = None  # started by run() when pipelining
+        self.generation = 0  # moves on after an exactly-once rewind: older results are void
         self.watcher: ModelWatcher | None = None
         self.health: HealthServer | None = None
         self._last_lag = 0.0
@@ -126,10 +129,12 @@ class ClassifierService:
         self.metrics.ready_assigned = bool(self.source.assigned)
 
     def partitions_revoked(self, keys: list[PartitionKey]) -> None:
+        self._finish_in_flight()  # a revoked partition's batches are published before its commit
         self.sink.partitions_revoked(keys)
         self._drop_partitions(keys)
 
     def partitions_lost(self, keys: list[PartitionKey]) -> None:
+        self._finish_in_flight()
         self.sink.partitions_lost(keys)
         self._drop_partitions(keys)
 
@@ -162,22 +167,55 @@ class ClassifierService:
         code = ExitCode.OK
         try:
             self.sink.start()
-            batching = settings.batching
+            if settings.batching.pipeline_depth > 0:
+                self.worker = InferenceWorker(self.step, settings.batching.pipeline_depth)
             while not self.stop_event.is_set():
                 self.metrics.last_loop = time.monotonic()
                 self._maybe_swap_model()
                 self._backpressure()
-                records = self.source.poll(batching.max_batch, batching.max_wait_ms / 1000)
-                if records:
-                    self._handle(self.step.process(records))
+                if self.worker is None:
+                    self._turn_inline()
+                else:
+                    self._turn_pipelined(self.worker)
                 self.sink.service()
                 self._update_lag()
+            self._finish_in_flight()
         except TicketsortError as exc:
             log.error("service_failed", error_type=type(exc).__name__, error=str(exc))
             code = exc.exit_code
         finally:
             code = self._shutdown(code)
         return int(code)
+
+    def _turn_inline(self) -> None:
+        batching = self.settings.batching
+        records = self.source.poll(batching.max_batch, batching.max_wait_ms / 1000)
+        if records:
+            self._handle(self.step.process(records))
+
+    def _turn_pipelined(self, worker: InferenceWorker) -> None:
+        """Publish what the model finished; poll and prepare the next batch meanwhile."""
+        batching = self.settings.batching
+        for generation, result in worker.take(
+            0.0 if worker.has_room() else batching.max_wait_ms / 1000
+        ):
+            if generation == self.generation:
+                self._handle(result)
+        if not worker.has_room():
+            return
+        # While a batch is with the model, poll briefly so that its result is published soon.
+        wait_s = 0.002 if worker.pending else batching.max_wait_ms / 1000
+        records = self.source.poll(batching.max_batch, wait_s)
+        if records:
+            worker.submit(self.step.prepare(records), self.generation)
+
+    def _finish_in_flight(self) -> None:
+        """Wait for the model's batches in flight and publish them."""
+        if self.worker is None:
+            return
+        for generation, result in self.worker.take_all():
+            if generation == self.generation:
+                self._handle(result)
 
     def _backpressure(self) -> None:
         """Pause the source while the sink has too much undelivered; resume once it drained."""
@@ -195,7 +233,10 @@ class ClassifierService:
     def _handle(self, result: BatchResult) -> None:
         started = time.perf_counter()
         if not self.sink.publish(result):
-            return  # aborted: the batch is read again and counted then
+            # Aborted and rewound: this batch and every one after it is read again and counted
+            # then; what the model is working on belongs to the old positions.
+            self.generation += 1
+            return
         self._account(result, time.perf_counter() - started)
 
     def _account(self, result: BatchResult, publish_s: float) -> None:
@@ -257,8 +298,8 @@ class ClassifierService:
             log.debug("lag_update_failed", error=str(exc))
 
     def _maybe_swap_model(self) -> None:
-        if self.watcher is None:
-            return
+        if self.watcher is None or (self.worker is not None and self.worker.pending):
+            return  # swap only while no batch is with the model
         fresh = self.watcher.take_ready()
         if fresh is None:
             return
@@ -276,6 +317,9 @@ class ClassifierService:
         log.info("service_stopping", **self.totals)
         if self.watcher is not None:
             self.watcher.stop()
+        if self.worker is not None:
+            worker, self.worker = self.worker, None  # what it still holds is read again
+            worker.stop()
         try:
             self.sink.close()
         except TicketsortError as exc:

@@ -99,6 +99,12 @@ class BatchingSettings(BaseModel):
     max_in_flight: int = Field(
         default=2000, ge=1, description="Undelivered outputs before pausing."
     )
+    pipeline_depth: int = Field(
+        default=2,
+        ge=0,
+        description="Batches the model may run ahead on its own thread while the service"
+        " polls, cleans and publishes; 0 runs the model inline.",
+    )
 
 
 class ValidationSettings(BaseModel):

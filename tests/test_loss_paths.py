@@ -133,6 +133,22 @@ class Running:
         return self.code
 
 
+def failures(service: ClassifierService, topic: str) -> float:
+    value = service.metrics.registry.get_sample_value(
+        "ticketsort_delivery_failures_total", {"topic": topic}
+    )
+    return value or 0.0
+
+
+def wait_for_retry_rounds(service: ClassifierService, topic: str, rounds: int = 2) -> None:
+    """Let the paused consumer go through ``rounds`` more failed retries (and the keep-alive
+    polls between them, where records of a partition assigned during the pause used to be
+    dropped) before the outage ends."""
+    for _ in range(rounds):
+        seen = failures(service, topic)
+        wait_until(lambda s=seen: failures(service, topic) > s, 120, "another failed retry")
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 90.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -197,7 +213,7 @@ def test_a_partition_assigned_while_paused_loses_nothing_when_the_topic_grows(
         wait_until(lambda: (cfg.topics.raw, 1) in running.service.assigned, what="partition 1")
         assert running.service.source.paused
         produce_to(cfg, cfg.topics.raw, 1, later)
-        time.sleep(3)  # keep-alive polls while paused: where records used to be dropped
+        wait_for_retry_rounds(running.service, cfg.topics.classified)
         set_max_message_bytes(cfg, cfg.topics.classified, cfg.topics.max_message_bytes)
         assert_all_delivered_and_committed(cfg, {k for k, _ in first + later}, 2)
     finally:
@@ -227,7 +243,7 @@ def test_a_partition_assigned_while_paused_loses_nothing_when_a_member_leaves(
         wait_until(lambda: len(a.service.assigned) == 2, what="A to get the partition back")
         later = tickets("leave-b", 10, seed=42)
         produce_to(cfg, cfg.topics.raw, moved, later)
-        time.sleep(3)
+        wait_for_retry_rounds(a.service, cfg.topics.classified)
         set_max_message_bytes(cfg, cfg.topics.classified, cfg.topics.max_message_bytes)
         assert_all_delivered_and_committed(cfg, {k for k, _ in first + later}, 2)
     finally:
