@@ -28,6 +28,7 @@ from producer_tools.review_session import (
     ReviewSession,
     parse_decision,
     request_text,
+    review_reason,
 )
 
 NAME = "review"
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     source: TextIO = args.decisions.open(encoding="utf-8") if args.decisions else sys.stdin
     answers = Answers(source, out)
     reviewer = args.reviewer or getpass.getuser()
-    session = ReviewSession(settings, reviewer, args.group)
+    session = ReviewSession(settings, reviewer, args.group, lease_s=settings.review.lease_s)
     fixed = [c.strip() for c in args.categories.split(",")] if args.categories else []
     categories = fixed or model_categories(settings)
     idle = args.idle_timeout
@@ -128,10 +129,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 continue
             waited = 0.0
             record, request = got
-            if request is None:
-                out.write(f"skipping an unreadable review record at offset {record.offset}\n")
-                session.apply(record, None, Decision("skip"))
-                continue
             suggestions = [s.category for s in request.scores]
             choices = categories or sorted(set(suggestions))
             out.write("\n" + "─" * 72 + "\n")
@@ -139,6 +136,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 f"ticket {request.ticket.id}  ·  reviewed {session.progress.reviewed}"
                 f"  ·  remaining {session.lag() + 1}  ·  model {request.model_version}\n\n"
             )
+            out.write(f"reason: {review_reason(request)}\n\n")
             out.write(request_text(request) + "\n\n")
             for i, score in enumerate(request.scores, start=1):
                 out.write(f"  [{i}] {score.category:<24} {score.score:6.1%}\n")
@@ -159,9 +157,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     out.write(parsed + "\n")
                     continue
                 decision = parsed
+            outcome = session.apply(record, request, decision)
             if decision.action == "quit":
                 break
-            session.apply(record, request, decision)
+            if not outcome.ok:
+                out.write(f"not recorded: {outcome.message}\n")
     except KeyboardInterrupt:
         out.write("\ninterrupted: answered tickets are saved\n")
     finally:
@@ -172,4 +172,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out.write(
         f"\nreviewed {p.reviewed}, skipped {p.skipped}; labels are in {settings.topics.labeled}\n"
     )
+    if p.invalid:
+        out.write(
+            f"{p.invalid} unreadable review request(s) sent to {settings.topics.dead_letter}\n"
+        )
     return ExitCode.OK
