@@ -460,12 +460,21 @@ class ReviewQueue:
         unread = 0
         try:
             with self._client_lock:
-                positions = self.consumer.position(self.consumer.assignment())
+                assignment = self.consumer.assignment()
+                positions = self.consumer.position(assignment)
+                unknown = [tp for tp in positions if tp.offset < 0]
+                committed = {
+                    (tp.topic, tp.partition): tp.offset
+                    for tp in (self.consumer.committed(unknown, 5.0) if unknown else [])
+                }
                 deadline = time.monotonic() + 2.0
                 for tp in positions:
-                    if tp.offset >= 0:
-                        _low, high = partition_watermarks(self.consumer.client, tp, deadline)
-                        unread += max(0, high - tp.offset)
+                    low, high = partition_watermarks(self.consumer.client, tp, deadline)
+                    start = tp.offset
+                    if start < 0:  # nothing read from it yet: from the commit, else the start
+                        start = committed.get((tp.topic, tp.partition), -1)
+                        start = start if start >= 0 else low
+                    unread += max(0, high - start)
         except Exception:
             unread = 0
         return local + unread
