@@ -52,7 +52,9 @@ def model_summary(settings: Settings) -> dict[str, Any]:
         "folder": folder.name,
         "version": manifest.get("version") or folder.name,
         "created": manifest.get("created_at") or metrics.get("created_at"),
-        "base_model": manifest.get("base_model"),
+        "base_model": "/".join(Path(str(manifest["base_model"])).parts[-2:])
+        if manifest.get("base_model")
+        else None,
         "labels": manifest.get("labels") or model_categories(settings),
         "test": {k: test.get(k) for k in ("n", "accuracy", "macro_f1", "ece")},
         "baseline": {k: baseline.get(k) for k in ("accuracy", "macro_f1", "ece")},
