@@ -37,7 +37,11 @@ HELP = "answer the tickets the model was unsure about (labels go to the archive)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reviewer", default=None, help="your name (default: the login name)")
-    parser.add_argument("--group", default=DEFAULT_GROUP, help="reviewers' consumer group")
+    parser.add_argument(
+        "--group",
+        default=None,
+        help=f"reviewers' consumer group (default: review.group, {DEFAULT_GROUP})",
+    )
     parser.add_argument(
         "--decisions",
         type=Path,
@@ -114,7 +118,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     source: TextIO = args.decisions.open(encoding="utf-8") if args.decisions else sys.stdin
     answers = Answers(source, out)
     reviewer = args.reviewer or getpass.getuser()
-    session = ReviewSession(settings, reviewer, args.group, lease_s=settings.review.lease_s)
+    group = args.group or settings.review.group
+    session = ReviewSession(settings, reviewer, group, lease_s=settings.review.lease_s)
     fixed = [c.strip() for c in args.categories.split(",")] if args.categories else []
     categories = fixed or model_categories(settings)
     idle = args.idle_timeout
