@@ -37,19 +37,31 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import structlog
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from pydantic import ValidationError
 
 from consumer.clean import clean_ticket
 from consumer.dead_letter import dead_letter_for, dead_letter_headers
 from consumer.events import LabeledTicket, ReviewRequest
 from consumer.kafka import Consumer, Producer, Record
-from consumer.kafka.admin import partition_watermarks
+from consumer.kafka.admin import is_transient, partition_watermarks
 from consumer.offsets import OffsetTracker
 from consumer.settings import Settings
 from producer_tools.delivery import flush_all
 
 DEFAULT_GROUP = "ticketsort-reviewers"
+# A commit refused while the group rebalances: retried on the poll loop's next turn.
+COMMIT_RETRY_CODES = frozenset(
+    {
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError._ASSIGNMENT_LOST,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
 log = structlog.get_logger("producer_tools.review")
 
 
@@ -202,6 +214,8 @@ class ReviewQueue:
                     records = self.consumer.consume(max(1, want), self.poll_interval_s)
                 for record in records:
                     self._admit(record)
+                if self._tracker.committable():
+                    self._commit()
         except BaseException as exc:  # surfaced to callers by lease()/answer()
             log.error("review_poll_failed", error=str(exc))
             self.error = exc
@@ -434,8 +448,18 @@ class ReviewQueue:
         raise ValueError(f"not an answer: {decision}")
 
     def _commit(self) -> None:
+        """Commit what is answered; a commit refused during a rebalance is retried later."""
         with self._client_lock, self._lock:
-            self._commit_done()
+            try:
+                self._commit_done()
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                code = error.code() if isinstance(error, KafkaError) else None
+                if code not in COMMIT_RETRY_CODES and not is_transient(exc):
+                    raise
+                # The answer is delivered and tracked: the poll loop (or the revoke
+                # callback, before the partition moves) commits it on its next turn.
+                log.warning("review_commit_deferred", error=str(exc))
 
     def _commit_done(self) -> None:
         due = self._tracker.committable()

@@ -121,31 +121,36 @@ def test_leases_expire_to_the_next_reviewer_and_answers_count_once(settings: Set
 def test_two_processes_never_get_the_same_ticket(settings: Settings) -> None:
     produce_values(settings.kafka, settings.topics.review, review_values(12))
     seen: dict[str, list[str]] = {"p1": [], "p2": []}
+    errors: list[BaseException] = []
+    deadline = time.monotonic() + 120
 
     def drain(name: str) -> None:
         queue = ReviewQueue(settings, "reviewers-two", prefetch=2).start()
         try:
-            idle = 0
-            while idle < 3:
-                lease = queue.lease(name, name, timeout=2)
+            # Slowly, so that the second process joins (a rebalance) while the first answers.
+            while sum(map(len, seen.values())) < 12 and time.monotonic() < deadline:
+                lease = queue.lease(name, name, timeout=1)
                 if lease is None:
-                    idle += 1
                     continue
-                idle = 0
                 seen[name].append(lease.request.ticket.id)
                 assert queue.answer(lease.id, Decision("label", "billing")).ok
-                time.sleep(0.2)
+                time.sleep(1.0)
+        except BaseException as exc:
+            errors.append(exc)
         finally:
             queue.close()
 
     threads = [threading.Thread(target=drain, args=(n,)) for n in seen]
     for thread in threads:
         thread.start()
+        time.sleep(2)
     for thread in threads:
-        thread.join(120)
+        thread.join(150)
+    assert not errors, errors
+    assert sorted(seen["p1"] + seen["p2"]) == sorted(f"rv-{i}" for i in range(12)), seen
+    assert seen["p1"] and seen["p2"], seen  # both got work
     ids = [t.ticket.id for t in labeled(settings)]
-    assert sorted(ids) == sorted(f"rv-{i}" for i in range(12)), seen
-    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sorted(f"rv-{i}" for i in range(12))  # each exactly once
     assert all_committed(settings, "reviewers-two")
 
 
