@@ -240,3 +240,41 @@ def test_model_page(web_settings: Settings, model_store_factory: object, tmp_pat
         metrics = json.loads((store / "current" / "metrics.json").read_text(encoding="utf-8"))
         assert len(rows) == len(metrics["test"]["per_class"]) > 0
         screenshot(driver, "model-page-no-consumer.png")
+
+
+def test_review_web_command_serves_and_refuses_an_open_binding(
+    web_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from producer_tools.__main__ import run_cli
+    from tests.browser import free_port
+
+    assert run_cli(["review-web", "--host", "0.0.0.0"], web_settings) == 2
+    assert "TICKETSORT_REVIEW__TOKEN" in capsys.readouterr().err
+    port = free_port()
+    topics = web_settings.topics
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": web_settings.kafka.bootstrap_servers,
+        "TICKETSORT_TOPICS__REVIEW": topics.review,
+        "TICKETSORT_TOPICS__LABELED": topics.labeled,
+        "TICKETSORT_TOPICS__DEAD_LETTER": topics.dead_letter,
+        "TICKETSORT_REVIEW__GROUP": web_settings.review.group,
+    }
+    command = [sys.executable, "-m", "producer_tools", "review-web", "--port", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        health = wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1), 90, "the page"
+        )
+        assert health.json() == {"ok": True}
+        assert health.headers["X-Frame-Options"] == "DENY"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode()
+    assert f"http://localhost:{port}/" in out.decode()
