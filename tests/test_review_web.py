@@ -76,6 +76,7 @@ def test_fifty_tickets_with_the_keyboard_alone(web_settings: Settings) -> None:
                 page.type("1")
             previous = ticket
         wait_for(lambda: page.empty(), what="the empty queue")
+        assert not page.element("ticket").is_displayed()  # no answered ticket left on screen
         assert page.answered() == 50
     got = labeled(cfg, expected=50)
     counts = Counter(t.ticket.id for t in got)
