@@ -51,3 +51,19 @@ def test_token_is_a_secret_setting() -> None:
     settings = Settings(_env_file=None, review={"token": "abc-secret-123"})  # type: ignore[call-arg]
     assert isinstance(settings.review.token, SecretStr)
     assert "abc-secret-123" not in repr(settings) and "abc-secret-123" not in str(settings.review)
+
+
+def test_the_review_tools_find_the_served_model_without_torch() -> None:
+    import subprocess
+    import sys
+
+    from consumer.model_store import CURRENT
+    from producer_tools.web import model_info
+
+    assert model_info.CURRENT == CURRENT
+    code = (
+        "import sys, producer_tools.web.app, producer_tools.commands.review;"
+        " print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

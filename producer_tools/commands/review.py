@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import sys
 from pathlib import Path
 from typing import TextIO
 
-from consumer.model_store import CURRENT
 from consumer.settings import Settings
 from producer_tools.connect import require_broker, require_topic
 from producer_tools.exits import ExitCode
@@ -30,6 +28,7 @@ from producer_tools.review_session import (
     request_text,
     review_reason,
 )
+from producer_tools.web.model_info import model_categories
 
 NAME = "review"
 HELP = "answer the tickets the model was unsure about (labels go to the archive)"
@@ -61,14 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="stop after S seconds with nothing to review (default: wait for more)",
     )
-
-
-def model_categories(settings: Settings) -> list[str]:
-    labels = settings.model.store / CURRENT / "labels.json"
-    try:
-        return [str(x) for x in json.loads(labels.read_text(encoding="utf-8"))]
-    except (OSError, ValueError):
-        return []
 
 
 class Answers:
