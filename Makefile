@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help setup kafka-up kafka-down topics run train test test-fast bench bench-quick lint \
-	format typecheck schemas chaos clean
+	format typecheck schemas chaos clean review
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -37,6 +37,9 @@ run: setup ## quick start: broker, topics, a demo model if none, then the consum
 	@if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then $(KAFKA) up >/dev/null; fi
 	$(PY) -m producer_tools quickstart
 	$(PY) -m consumer
+
+review: setup ## the reviewers' web page on http://127.0.0.1:8088/ (ARGS="--port N ...")
+	$(PY) -m producer_tools review-web $(ARGS)
 
 train: setup ## retrain from the labeled archive topic (ARGS="--from-file FILE ..." for files)
 	$(PY) -m training $(ARGS)

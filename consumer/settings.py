@@ -73,6 +73,11 @@ class TopicSettings(BaseModel):
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     max_message_bytes: int = Field(default=1_048_588, ge=1024)
+    review_retention_ms: int = Field(
+        default=90 * 24 * 3600 * 1000,
+        ge=-1,
+        description="Retention of the review topic, a queue people drain (-1: forever).",
+    )
 
 
 class ModelSettings(BaseModel):
@@ -153,6 +158,26 @@ class TrainingSettings(BaseModel):
     snapshot_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class ReviewSettings(BaseModel):
+    """The reviewers' queue (terminal tool and web page) and the web page's server."""
+
+    group: str = Field(default="ticketsort-reviewers", description="Reviewers' consumer group.")
+    lease_s: float = Field(
+        default=600.0, gt=0, description="Seconds a reviewer holds a ticket before it goes back."
+    )
+    prefetch: int = Field(default=20, ge=1, description="Review requests buffered per process.")
+    host: str = Field(default="127.0.0.1", description="Address the review page binds to.")
+    port: int = Field(default=8088, ge=0, le=65535)
+    token: SecretStr | None = Field(
+        default=None,
+        description="Access token (or basic-auth password); required when not bound to localhost.",
+    )
+    metrics_url: str = Field(
+        default="http://127.0.0.1:9108/metrics",
+        description="The consumer's /metrics, shown on the model page.",
+    )
+
+
 class LoggingSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -175,6 +200,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
 

@@ -1,4 +1,4 @@
-"""``python -m producer_tools``: topics, import, replay, generate, tail, quickstart, review.
+"""``python -m producer_tools``: topics, import, replay, generate, tail, quickstart, review(-web).
 
 Every command reads ``Settings()`` (so ``KAFKA_BOOTSTRAP_SERVERS`` and ``TICKETSORT_*``
 apply). Exit codes: 0 ok, 1 failed (e.g. delivery), 2 bad input, 3 broker unreachable,
@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "tail": "producer_tools.commands.tail",
     "quickstart": "producer_tools.commands.quickstart",
     "review": "producer_tools.commands.review",
+    "review-web": "producer_tools.commands.review_web",
 }
 
 

@@ -56,7 +56,8 @@ def topic_specs(topics: TopicSettings) -> list[NewTopic]:
     return [
         spec(topics.raw),
         spec(topics.classified),
-        spec(topics.review),
+        # A queue people drain: kept long enough for a team back from holidays.
+        spec(topics.review, **{"retention.ms": str(topics.review_retention_ms)}),
         spec(topics.dead_letter),
         # The labeled archive is the training set: kept forever.
         spec(topics.labeled, **{"retention.ms": FOREVER, "retention.bytes": FOREVER}),

@@ -32,6 +32,11 @@ NAME = "generate"
 HELP = "publish synthetic tickets (raw, or labeled to the archive or a JSONL file)"
 
 DEFAULT_COUNT = 100
+# The demo archive (``quickstart``, ``--labeled``) and the demo stream (raw tickets) use
+# different seeds: a stream from the archive's seed would replay the very tickets the demo
+# model was trained on, and a newcomer would see nothing but confidence 1.000.
+DEMO_ARCHIVE_SEED = 0
+DEMO_STREAM_SEED = 1
 CHUNK = 1000  # tickets asked of the generator at a time when --count 0
 
 
@@ -50,7 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help="tickets per second (default: as fast as possible)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"random seed (default {DEMO_STREAM_SEED} for raw tickets, {DEMO_ARCHIVE_SEED} with"
+        " --labeled: the demo stream is not the tickets the demo model learned from)",
+    )
     parser.add_argument(
         "--start",
         type=non_negative_int,
@@ -79,7 +90,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ToolError("--out writes labeled rows: add --labeled")
     if args.out is not None and args.count == 0:
         raise ToolError("--out needs a --count above 0")
-    tickets = _tickets(args.count, args.seed, args.start)
+    seed = args.seed
+    if seed is None:
+        seed = DEMO_ARCHIVE_SEED if args.labeled else DEMO_STREAM_SEED
+    elif seed == DEMO_ARCHIVE_SEED and not args.labeled:
+        print(
+            f"note: seed {seed} is the demo archive's: these are the tickets the demo model"
+            " was trained on",
+            file=sys.stderr,
+        )
+    tickets = _tickets(args.count, seed, args.start)
     if args.out is not None:
         return _write_jsonl(args.out, tickets)
     return _publish(args, settings, tickets)

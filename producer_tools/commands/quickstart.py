@@ -14,6 +14,7 @@ from consumer.kafka import Producer, ensure_topics
 from consumer.kafka.admin import watermarks
 from consumer.model_store import current_version
 from consumer.settings import Settings
+from producer_tools.commands.generate import DEMO_ARCHIVE_SEED, DEMO_STREAM_SEED
 from producer_tools.connect import require_broker
 from producer_tools.delivery import flush_all
 from producer_tools.exits import ExitCode
@@ -49,7 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="M",
         help=f"cap the first training's wall time (default {FIRST_TRAINING_MINUTES:g})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="demo data seed (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEMO_ARCHIVE_SEED,
+        help=f"demo data seed (default {DEMO_ARCHIVE_SEED}; `generate` streams seed"
+        f" {DEMO_STREAM_SEED})",
+    )
 
 
 def archive_size(settings: Settings) -> int:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import sys
 from pathlib import Path
 from typing import TextIO
 
-from consumer.model_store import CURRENT
 from consumer.settings import Settings
 from producer_tools.connect import require_broker, require_topic
 from producer_tools.exits import ExitCode
@@ -28,7 +26,9 @@ from producer_tools.review_session import (
     ReviewSession,
     parse_decision,
     request_text,
+    review_reason,
 )
+from producer_tools.web.model_info import model_categories
 
 NAME = "review"
 HELP = "answer the tickets the model was unsure about (labels go to the archive)"
@@ -36,7 +36,11 @@ HELP = "answer the tickets the model was unsure about (labels go to the archive)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reviewer", default=None, help="your name (default: the login name)")
-    parser.add_argument("--group", default=DEFAULT_GROUP, help="reviewers' consumer group")
+    parser.add_argument(
+        "--group",
+        default=None,
+        help=f"reviewers' consumer group (default: review.group, {DEFAULT_GROUP})",
+    )
     parser.add_argument(
         "--decisions",
         type=Path,
@@ -56,14 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="stop after S seconds with nothing to review (default: wait for more)",
     )
-
-
-def model_categories(settings: Settings) -> list[str]:
-    labels = settings.model.store / CURRENT / "labels.json"
-    try:
-        return [str(x) for x in json.loads(labels.read_text(encoding="utf-8"))]
-    except (OSError, ValueError):
-        return []
 
 
 class Answers:
@@ -113,7 +109,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     source: TextIO = args.decisions.open(encoding="utf-8") if args.decisions else sys.stdin
     answers = Answers(source, out)
     reviewer = args.reviewer or getpass.getuser()
-    session = ReviewSession(settings, reviewer, args.group)
+    group = args.group or settings.review.group
+    session = ReviewSession(settings, reviewer, group, lease_s=settings.review.lease_s)
     fixed = [c.strip() for c in args.categories.split(",")] if args.categories else []
     categories = fixed or model_categories(settings)
     idle = args.idle_timeout
@@ -128,10 +125,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 continue
             waited = 0.0
             record, request = got
-            if request is None:
-                out.write(f"skipping an unreadable review record at offset {record.offset}\n")
-                session.apply(record, None, Decision("skip"))
-                continue
             suggestions = [s.category for s in request.scores]
             choices = categories or sorted(set(suggestions))
             out.write("\n" + "─" * 72 + "\n")
@@ -139,6 +132,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 f"ticket {request.ticket.id}  ·  reviewed {session.progress.reviewed}"
                 f"  ·  remaining {session.lag() + 1}  ·  model {request.model_version}\n\n"
             )
+            out.write(f"reason: {review_reason(request)}\n\n")
             out.write(request_text(request) + "\n\n")
             for i, score in enumerate(request.scores, start=1):
                 out.write(f"  [{i}] {score.category:<24} {score.score:6.1%}\n")
@@ -159,9 +153,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     out.write(parsed + "\n")
                     continue
                 decision = parsed
+            outcome = session.apply(record, request, decision)
             if decision.action == "quit":
                 break
-            session.apply(record, request, decision)
+            if not outcome.ok:
+                out.write(f"not recorded: {outcome.message}\n")
     except KeyboardInterrupt:
         out.write("\ninterrupted: answered tickets are saved\n")
     finally:
@@ -172,4 +168,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out.write(
         f"\nreviewed {p.reviewed}, skipped {p.skipped}; labels are in {settings.topics.labeled}\n"
     )
+    if p.invalid:
+        out.write(
+            f"{p.invalid} unreadable review request(s) sent to {settings.topics.dead_letter}\n"
+        )
     return ExitCode.OK
