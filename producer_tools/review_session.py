@@ -44,7 +44,7 @@ from consumer.clean import clean_ticket
 from consumer.dead_letter import dead_letter_for, dead_letter_headers
 from consumer.events import LabeledTicket, ReviewRequest
 from consumer.kafka import Consumer, Producer, Record
-from consumer.kafka.admin import is_transient, partition_watermarks
+from consumer.kafka.admin import is_transient
 from consumer.offsets import OffsetTracker
 from consumer.settings import Settings
 from producer_tools.delivery import flush_all
@@ -493,7 +493,7 @@ class ReviewQueue:
                 }
                 deadline = time.monotonic() + 2.0
                 for tp in positions:
-                    low, high = partition_watermarks(self.consumer.client, tp, deadline)
+                    low, high = self.consumer.watermarks_until(tp, deadline)
                     start = tp.offset
                     if start < 0:  # nothing read from it yet: from the commit, else the start
                         start = committed.get((tp.topic, tp.partition), -1)
