@@ -123,8 +123,11 @@ def read_distribution(folder: Path) -> TrainingDistribution | None:
         return None
 
 
-def export_training(metrics: Metrics, folder: Path) -> TrainingDistribution | None:
-    """Set the ``ticketsort_training_*`` gauges from ``folder``'s file (cleared when none)."""
+def export_training(metrics: Metrics, folder: Path, version: str) -> TrainingDistribution | None:
+    """Set the ``ticketsort_training_*`` gauges of model ``version`` from ``folder``'s file.
+
+    The previous model's gauges are removed first (none are left when the file is missing).
+    """
     metrics.training_category_share.clear()
     metrics.training_confidence_share.clear()
     metrics.training_review_share.clear()
@@ -134,21 +137,28 @@ def export_training(metrics: Metrics, folder: Path) -> TrainingDistribution | No
     slices = {"train": dist.train, "validation": dist.validation}
     for slice_name, shares in slices.items():
         for category in dist.labels:
-            metrics.training_category_share.labels(category=category, slice=slice_name).set(
-                shares.category_shares.get(category, 0.0)
-            )
+            metrics.training_category_share.labels(
+                category=category, slice=slice_name, model_version=version
+            ).set(shares.category_shares.get(category, 0.0))
     hist = dist.validation.confidence
     for bound, share in zip(hist.upper_bounds, hist.cumulative_shares(), strict=True):
-        metrics.training_confidence_share.labels(le=floatToGoString(bound)).set(share)
-    metrics.training_review_share.set(dist.validation.review_share)
+        metrics.training_confidence_share.labels(
+            le=floatToGoString(bound), model_version=version
+        ).set(share)
+    metrics.training_review_share.labels(model_version=version).set(dist.validation.review_share)
     return dist
 
 
-def observe_output(metrics: Metrics, output: Output) -> None:
-    """Count one delivered output in the drift metrics (dead letters carry no prediction)."""
+def observe_output(metrics: Metrics, output: Output, version: str) -> None:
+    """Count one delivered output of model ``version`` in the drift metrics.
+
+    Dead letters carry no prediction and are not counted.
+    """
     if output.category is None or output.confidence is None:
         return
-    metrics.category_predictions.labels(category=output.category, route=output.route).inc()
-    metrics.confidence.observe(output.confidence)
+    metrics.category_predictions.labels(
+        category=output.category, route=output.route, model_version=version
+    ).inc()
+    metrics.confidence.labels(model_version=version).observe(output.confidence)
     if output.novelty is not None:
-        metrics.novelty.observe(output.novelty)
+        metrics.novelty.labels(model_version=version).observe(output.novelty)

@@ -91,18 +91,20 @@ class Metrics:
         self.category_predictions = Counter(
             "ticketsort_category_predictions",
             "Delivered classified and review outputs, by predicted category and route.",
-            ["category", "route"],
+            ["category", "route", "model_version"],
             registry=r,
         )
         self.confidence = Histogram(
             "ticketsort_confidence",
             "Confidence of each delivered prediction (bins: distribution.json's).",
+            ["model_version"],
             buckets=CONFIDENCE_BUCKETS,
             registry=r,
         )
         self.novelty = Histogram(
             "ticketsort_novelty_score",
             "Novelty score of each delivered prediction, when the model computes one.",
+            ["model_version"],
             buckets=NOVELTY_BUCKETS,
             registry=r,
         )
@@ -110,18 +112,19 @@ class Metrics:
             "ticketsort_training_category_share",
             "Category shares stored with the served model: slice=train (labels) or"
             " validation (predictions).",
-            ["category", "slice"],
+            ["category", "slice", "model_version"],
             registry=r,
         )
         self.training_confidence_share = Gauge(
             "ticketsort_training_confidence_share",
             "Share of validation confidences at or below le, stored with the served model.",
-            ["le"],
+            ["le", "model_version"],
             registry=r,
         )
         self.training_review_share = Gauge(
             "ticketsort_training_review_share",
             "Review share on validation at the served model's thresholds.",
+            ["model_version"],
             registry=r,
         )
         self.ready_model = False

@@ -276,7 +276,8 @@ class ClassifierService:
     def _delivered(self, output: Output) -> None:
         """Routing and end-to-end latency metrics for one delivered output."""
         self.metrics.routed.labels(route=output.route, model_version=self.predictor.version).inc()
-        observe_output(self.metrics, output)  # drift: category mix, confidence (consumer.drift)
+        # drift: category mix and confidences (consumer.drift)
+        observe_output(self.metrics, output, self.predictor.version)
         if output.record.timestamp_ms:
             self.metrics.end_to_end_seconds.observe(
                 max(0.0, time.time() - output.record.timestamp_ms / 1000)
@@ -313,7 +314,8 @@ class ClassifierService:
 
     def _set_model_metrics(self, predictor: Predictor) -> None:
         self.metrics.set_model(predictor.version, predictor.device, predictor.precision)
-        export_training(self.metrics, predictor.model.path)  # drift: distribution.json gauges
+        # drift: the training figures of distribution.json (consumer.drift)
+        export_training(self.metrics, predictor.model.path, predictor.version)
         self.metrics.ready_model = True
 
     def _shutdown(self, code: ExitCode) -> ExitCode:

@@ -157,17 +157,15 @@ def test_the_consumer_exports_training_shares_and_counts_live_predictions(
     dist = _distribution()
     dist.write(tmp_path)
     metrics = Metrics()
-    assert export_training(metrics, tmp_path) is not None
+    assert export_training(metrics, tmp_path, "v1") is not None
     text = metrics.render().decode()
     billing = dist.validation.category_shares["billing"]
-    assert (
-        f'ticketsort_training_category_share{{category="billing",slice="validation"}} {billing}'
-        in text
-    )
+    share = 'ticketsort_training_category_share{category="billing",model_version="v1"'
+    assert f'{share},slice="validation"}} {billing}' in text
     cdf = dist.validation.confidence.cumulative_shares()
-    assert f'ticketsort_training_confidence_share{{le="0.5"}} {cdf[4]}' in text
+    assert f'ticketsort_training_confidence_share{{le="0.5",model_version="v1"}} {cdf[4]}' in text
     review = dist.validation.review_share
-    assert f"ticketsort_training_review_share {review}" in text
+    assert f'ticketsort_training_review_share{{model_version="v1"}} {review}' in text
 
     rec = record(0, 0, b"{}", "t.raw")
     for category, confidence, route in (
@@ -176,20 +174,25 @@ def test_the_consumer_exports_training_shares_and_counts_live_predictions(
         ("shipping", 0.97, "classified"),
     ):
         out = Output(rec, "t", b"k", b"{}", [], route, category=category, confidence=confidence)
-        observe_output(metrics, out)
-    observe_output(metrics, Output(rec, "t.dl", None, b"", [], "dead_letter", "invalid_json"))
+        observe_output(metrics, out, "v1")
+    observe_output(metrics, Output(rec, "t.dl", None, b"", [], "dead_letter", "invalid_json"), "v1")
     text = metrics.render().decode()
-    assert (
-        'ticketsort_category_predictions_total{category="billing",route="classified"} 1.0' in text
-    )
-    assert 'ticketsort_category_predictions_total{category="billing",route="review"} 1.0' in text
-    assert "ticketsort_confidence_count 3.0" in text
-    assert 'ticketsort_confidence_bucket{le="0.3"} 1.0' in text
-    assert 'ticketsort_confidence_bucket{le="0.9"} 2.0' in text
-    assert "ticketsort_novelty_score_count 0.0" in text
+    counted = 'ticketsort_category_predictions_total{category="billing",model_version="v1"'
+    assert f'{counted},route="classified"}} 1.0' in text
+    assert f'{counted},route="review"}} 1.0' in text
+    assert 'category="shipping",model_version="v1",route="classified"} 1.0' in text
+    assert 'route="dead_letter"' not in text
+    assert 'ticketsort_confidence_count{model_version="v1"} 3.0' in text
+    assert 'ticketsort_confidence_bucket{le="0.3",model_version="v1"} 1.0' in text
+    assert 'ticketsort_confidence_bucket{le="0.9",model_version="v1"} 2.0' in text
+    assert "ticketsort_novelty_score_count" not in text  # no novelty score given
+    out = Output(rec, "t", b"k", b"{}", [], "classified", category="billing", confidence=0.9)
+    out.novelty = 3.0
+    observe_output(metrics, out, "v1")
+    assert 'ticketsort_novelty_score_count{model_version="v1"} 1.0' in metrics.render().decode()
 
     # a model without the file: the training gauges go away (no alert compares against stale ones)
-    assert export_training(metrics, tmp_path / "nowhere") is None
+    assert export_training(metrics, tmp_path / "nowhere", "v0") is None
     assert "ticketsort_training_category_share{" not in metrics.render().decode()
 
 
