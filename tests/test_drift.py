@@ -6,6 +6,7 @@ import json
 import math
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -233,3 +234,69 @@ def test_parse_duration() -> None:
     for bad in ("", "h", "-1h", "0h", "3y"):
         with pytest.raises(Exception, match="not a duration"):
             parse_duration(bad)
+
+
+def test_the_service_exports_the_model_distribution_and_counts_delivered_outputs(
+    tmp_path: Path,
+) -> None:
+    """The wiring: the served folder's file becomes gauges (again on a swap), and every
+    delivered classified or review output is counted by its predicted category."""
+    from consumer.events import RawTicket
+    from consumer.model_store import load_model
+    from consumer.predictor import Predictor
+    from consumer.service import ClassifierService
+    from consumer.settings import Settings
+    from tests.chaos_helpers import LABELS as MODEL_LABELS
+    from tests.chaos_helpers import write_untrained_model
+    from tests.fakes import FakeConsumer, FakeProducer
+
+    folder = write_untrained_model(tmp_path / "v-wired")
+    rng = np.random.default_rng(0)
+    labels = list(MODEL_LABELS)
+    compute_distribution(
+        labels, labels * 5, labels * 3, rng.uniform(0.3, 1, 3 * len(labels)), Thresholds(0.5)
+    ).write(folder)
+    predictor = Predictor(load_model(folder))
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    service = ClassifierService(
+        settings,
+        predictor,
+        consumer=FakeConsumer(),  # type: ignore[arg-type]
+        producer=FakeProducer(),  # type: ignore[arg-type]
+    )
+    text = service.metrics.render().decode()
+    share = 1 / len(labels)
+    for label in labels:
+        expected = f'category="{label}",model_version="v-wired",slice="validation"}} {share}'
+        assert expected in text
+
+    raw = settings.topics.raw
+    tickets = [RawTicket(id=f"w{i}", body=f"my invoice {i} was charged twice") for i in range(6)]
+    records = [record(0, i, t.to_bytes(), raw) for i, t in enumerate(tickets)]
+    records.append(record(0, 6, b"{not json", raw))
+    result = service.step.process(records)
+    for output in result.outputs:
+        service._delivered(output)
+    predicted = [o for o in result.outputs if o.route != "dead_letter"]
+    assert len(predicted) == 6 and all(o.category in labels for o in predicted)
+    counted = {
+        (s.labels["category"], s.labels["route"]): s.value
+        for metric in service.metrics.registry.collect()
+        for s in metric.samples
+        if s.name == "ticketsort_category_predictions_total"
+    }
+    expected_counts: dict[tuple[str, str], float] = {}
+    for o in predicted:
+        key = (str(o.category), o.route)
+        expected_counts[key] = expected_counts.get(key, 0) + 1
+    assert counted == expected_counts
+    assert 'ticketsort_confidence_count{model_version="v-wired"} 6.0' in (
+        service.metrics.render().decode()
+    )
+
+    # a hot swap to a folder without the file removes the previous model's gauges
+    bare = SimpleNamespace(
+        version="v-bare", device="cpu", precision="fp32", model=SimpleNamespace(path=tmp_path)
+    )
+    service._set_model_metrics(bare)  # type: ignore[arg-type]
+    assert "ticketsort_training_category_share{" not in service.metrics.render().decode()
