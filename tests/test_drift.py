@@ -300,3 +300,31 @@ def test_the_service_exports_the_model_distribution_and_counts_delivered_outputs
     )
     service._set_model_metrics(bare)  # type: ignore[arg-type]
     assert "ticketsort_training_category_share{" not in service.metrics.render().decode()
+
+
+def test_the_dashboard_and_alerts_use_only_defined_recording_rules() -> None:
+    """Recorded series (``ticketsort:...``) the dashboard or alerts read are defined in
+    rules.yml; the drift panels show the live and the training side."""
+    import re
+
+    import yaml
+
+    deploy = Path(__file__).resolve().parent.parent / "deploy"
+    rules = yaml.safe_load((deploy / "prometheus" / "rules.yml").read_text(encoding="utf-8"))
+    entries = [rule for group in rules["groups"] for rule in group["rules"]]
+    recorded = {rule["record"] for rule in entries if "record" in rule}
+    text = (deploy / "grafana" / "ticketsort-dashboard.json").read_text(encoding="utf-8")
+    exprs: list[str] = re.findall(r'"expr": "((?:[^"\\]|\\.)*)"', text)
+    exprs += [rule["expr"] for rule in entries]
+    used = {name for expr in exprs for name in re.findall(r"ticketsort:[a-z0-9_:]+", expr)}
+    assert {"ticketsort:category_psi:1h", "ticketsort:confidence_cdf_gap:1h"} <= used
+    assert used <= recorded, sorted(used - recorded)
+    dashboard = " ".join(exprs)
+    for name in (
+        "ticketsort_category_predictions_total",
+        "ticketsort_training_category_share",
+        "ticketsort_confidence_bucket",
+        "ticketsort_training_confidence_share",
+        "ticketsort_training_review_share",
+    ):
+        assert name in dashboard, name
