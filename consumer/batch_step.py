@@ -82,8 +82,9 @@ class BatchStep:
                 else:
                     topic, route = topics.review, "review"
                 routed[index] = Output(
-                    batch.records[index], topic, ticket.id.encode(), event.to_bytes(), [], route
-                )
+                    batch.records[index], topic, ticket.id.encode(), event.to_bytes(), [], route,
+                    category=event.category, confidence=event.confidence,
+                )  # fmt: skip
         outputs = [routed[i] for i in range(len(batch.records))]
         texts = {ticket.id: text for _, ticket, text in batch.tickets}
         return BatchResult(batch.records, outputs, infer_s, texts)

@@ -17,6 +17,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from consumer.drift import CONFIDENCE_BUCKETS, NOVELTY_BUCKETS
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -85,6 +87,46 @@ class Metrics:
             "ticketsort_model_reloads", "Model hot reloads by result.", ["result"], registry=r
         )
         self.ready = Gauge("ticketsort_ready", "1 when the service is ready.", registry=r)
+        # Drift (consumer.drift): the live mix and confidences, and the training figures.
+        self.category_predictions = Counter(
+            "ticketsort_category_predictions",
+            "Delivered classified and review outputs, by predicted category and route.",
+            ["category", "route", "model_version"],
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "ticketsort_confidence",
+            "Confidence of each delivered prediction (bins: distribution.json's).",
+            ["model_version"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.novelty = Histogram(
+            "ticketsort_novelty_score",
+            "Novelty score of each delivered prediction, when the model computes one.",
+            ["model_version"],
+            buckets=NOVELTY_BUCKETS,
+            registry=r,
+        )
+        self.training_category_share = Gauge(
+            "ticketsort_training_category_share",
+            "Category shares stored with the served model: slice=train (labels) or"
+            " validation (predictions).",
+            ["category", "slice", "model_version"],
+            registry=r,
+        )
+        self.training_confidence_share = Gauge(
+            "ticketsort_training_confidence_share",
+            "Share of validation confidences at or below le, stored with the served model.",
+            ["le", "model_version"],
+            registry=r,
+        )
+        self.training_review_share = Gauge(
+            "ticketsort_training_review_share",
+            "Review share on validation at the served model's thresholds.",
+            ["model_version"],
+            registry=r,
+        )
         self.ready_model = False
         self.ready_assigned = False
         self.last_loop = time.monotonic()

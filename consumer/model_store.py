@@ -9,6 +9,7 @@ A model folder (``models/<version>/``) holds::
     head.safetensors     the classification head
     tokenizer/           the tokenizer
     metrics.json, report.md, confusion.png, training_args.json, snapshot.json
+    distribution.json    training category mix and confidences (drift; optional)
 
 ``models/current`` is a symlink to the promoted version. Only safetensors are
 ever read: a folder holding pickle files (``*.bin``, ``*.pt``, ...) is refused

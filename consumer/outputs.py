@@ -24,6 +24,10 @@ class Output:
     failures: list[str] = field(default_factory=list)  # delivery errors seen, newest last
     isolated: bool = False  # the last attempt was produced alone (nothing else in flight)
     isolated_failures: int = 0
+    # The prediction (classified and review outputs), for the drift metrics (consumer.drift).
+    category: str | None = None
+    confidence: float | None = None
+    novelty: float | None = None  # hook: set it when the model scores novelty
 
     @property
     def source(self) -> str:

@@ -21,6 +21,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from consumer.batch_step import BatchStep
 from consumer.dead_letter_rate import DeadLetterRate
+from consumer.drift import export_training, observe_output
 from consumer.errors import ExitCode, TicketsortError
 from consumer.inference import InferenceWorker
 from consumer.kafka import Consumer, Producer, wait_for_broker
@@ -275,6 +276,8 @@ class ClassifierService:
     def _delivered(self, output: Output) -> None:
         """Routing and end-to-end latency metrics for one delivered output."""
         self.metrics.routed.labels(route=output.route, model_version=self.predictor.version).inc()
+        # drift: category mix and confidences (consumer.drift)
+        observe_output(self.metrics, output, self.predictor.version)
         if output.record.timestamp_ms:
             self.metrics.end_to_end_seconds.observe(
                 max(0.0, time.time() - output.record.timestamp_ms / 1000)
@@ -311,6 +314,8 @@ class ClassifierService:
 
     def _set_model_metrics(self, predictor: Predictor) -> None:
         self.metrics.set_model(predictor.version, predictor.device, predictor.precision)
+        # drift: the training figures of distribution.json (consumer.drift)
+        export_training(self.metrics, predictor.model.path, predictor.version)
         self.metrics.ready_model = True
 
     def _shutdown(self, code: ExitCode) -> ExitCode:

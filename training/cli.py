@@ -1,4 +1,4 @@
-"""``python -m training``: train (default) or ``evaluate`` a model folder.
+"""``python -m training``: train (default), ``evaluate`` a model folder, or ``drift``.
 
 Exit codes: 0 trained (promoted or not) / evaluated; 2 bad input (no data, too
 few examples, unreadable file or label map); 1 anything unexpected.
@@ -165,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "drift":  # its own parser and exit codes: training.drift
+        from training.drift import main as drift_main
+
+        return drift_main(argv[1:])
     command = "train"
     if argv and argv[0] in ("train", "evaluate"):
         command = argv.pop(0)

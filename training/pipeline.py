@@ -35,6 +35,7 @@ from training.args import TrainingArgs
 from training.baseline import run_baseline
 from training.calibrate import calibrate
 from training.dataset import Prepared, prepare
+from training.distribution import write_distribution
 from training.errors import BadInput
 from training.evaluate import Scored, make_predictor, score_probabilities, score_with_predictor
 from training.files import Columns, file_sha256, load_label_map, read_file
@@ -387,6 +388,7 @@ def _finish(run: _Run) -> TrainResult:
         min_support=args.per_category_min_support,
     )
     write_thresholds(partial, thresholds)
+    write_distribution(partial, split.train, val32, thresholds)  # drift: distribution.json
     update_manifest(
         partial,
         version=version,

@@ -165,6 +165,13 @@ class Consumer:
             return None
         return sorted(meta.partitions)
 
+    def offsets_for_times(
+        self, partitions: list[TopicPartition], timeout: float = 10.0
+    ) -> list[TopicPartition]:
+        """For each partition (``offset`` = a timestamp in ms), the earliest offset whose
+        record timestamp is at or after it; -1 when there is none."""
+        return list(self.client.offsets_for_times(partitions, timeout=timeout))
+
     def assign(self, partitions: list[TopicPartition]) -> None:
         """Manual assignment (tools that read a topic without a group)."""
         self.client.assign(partitions)
