@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from consumer.errors import ExitCode
 from consumer.model_store import Thresholds
 from training.args import TrainingArgs
 from training.batching import epoch_order, make_batches
 from training.calibrate import fit_temperature, rescale
-from training.cli import EXIT_BAD_INPUT, main, parse_overrides
+from training.cli import main, parse_overrides
 from training.metrics import OTHER, classification_metrics, expected_calibration_error
 from training.threshold import choose_thresholds, lowest_threshold, review_outcome
 from training.trainer import Plan
@@ -114,14 +115,16 @@ def test_cli_exit_code_2_for_bad_input(tmp_path: Path, capsys: pytest.CaptureFix
     few = tmp_path / "few.csv"
     few.write_text("text,category\nhello there,a\nmy card,b\n", encoding="utf-8")
     store = ["--store", str(tmp_path / "models")]
-    assert main(["--from-file", str(few), *store]) == EXIT_BAD_INPUT
+    assert main(["--from-file", str(few), *store]) == ExitCode.BAD_INPUT
     assert "at least" in capsys.readouterr().err
-    assert main(["--from-file", str(tmp_path / "missing.csv"), *store]) == EXIT_BAD_INPUT
+    assert main(["--from-file", str(tmp_path / "missing.csv"), *store]) == ExitCode.BAD_INPUT
     bad_map = tmp_path / "map.json"
     bad_map.write_text(json.dumps(["not", "a", "map"]), encoding="utf-8")
-    assert main(["--from-file", str(few), "--label-map", str(bad_map), *store]) == EXIT_BAD_INPUT
-    assert main(["--from-file", str(few), "--set", "epochs=zero", *store]) == EXIT_BAD_INPUT
-    assert main(["evaluate", "--model", str(tmp_path / "no-model")]) == EXIT_BAD_INPUT
+    assert (
+        main(["--from-file", str(few), "--label-map", str(bad_map), *store]) == ExitCode.BAD_INPUT
+    )
+    assert main(["--from-file", str(few), "--set", "epochs=zero", *store]) == ExitCode.BAD_INPUT
+    assert main(["evaluate", "--model", str(tmp_path / "no-model")]) == ExitCode.BAD_INPUT
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 
 
