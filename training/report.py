@@ -132,6 +132,20 @@ def render_report(metrics: dict[str, Any]) -> str:
         )
     out += ["", "## Training", ""]
     best = train["best"]
+    budget = train.get("budget") or {}
+    if budget.get("cut_by_time"):
+        out += [
+            f"> **Warning: the time budget ({budget['max_train_minutes']} min) cut training at"
+            f" epoch {budget['epochs_run']:g} of {budget['epochs_planned']:g}.** The model is"
+            " what this machine managed in that time: a faster one would train further. Raise"
+            " `max_train_minutes` (or leave it unset) for the full recipe.",
+            "",
+        ]
+    if budget:
+        out.append(
+            f"Epochs: {budget['epochs_run']:g} of {budget['epochs_planned']:g} planned"
+            f" ({budget['steps_run']} of {budget['steps_planned']} steps)."
+        )
     out.append(
         f"{train['steps']} steps in {train['train_seconds'] / 60:.1f} min on {train['device']},"
         f" stopped: {train['stopped']}; best checkpoint at step {int(best['step'])}"
