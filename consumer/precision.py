@@ -286,7 +286,8 @@ def choose(
     taken on this hardware or show no clear winner.
     """
     if wanted != "auto":
-        return Choice(forced_spec(wanted, hardware.device), "forced by TICKETSORT_MODEL__PRECISION")
+        spec = forced_spec(wanted, hardware.device)
+        return Choice(spec, f"forced (precision={wanted}, TICKETSORT_MODEL__PRECISION)")
     if record is None:
         return legacy_choice(hardware.device, int8_safe)
     baseline = "fp32" if hardware.device == "cpu" else "fp32-cuda"
