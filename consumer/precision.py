@@ -321,18 +321,30 @@ def choose(
 
 
 def interleaved_speeds(
-    forwards: Mapping[str, Callable[[], object]], batch: int, rounds: int = 5
+    forwards: Mapping[str, Callable[[], object]],
+    batch: int,
+    rounds: int = 3,
+    *,
+    budget_s: float = 0.0,
+    max_rounds: int = 15,
 ) -> dict[str, float]:
-    """Tickets/s of each forward (one batch of ``batch`` each call): the median of ``rounds``.
+    """Tickets/s of each forward (one batch of ``batch`` each call): the median of its rounds.
 
     Candidates take turns, one batch each per round after one untimed round, so a
-    neighbour's load on a shared machine falls on all of them alike.
+    neighbour's load on a shared machine falls on all of them alike. At least
+    ``rounds`` timed rounds; more, up to ``max_rounds``, while the timed rounds
+    have taken less than ``budget_s`` (cheap on a fast machine, steadier medians).
     """
     times: dict[str, list[float]] = {name: [] for name in forwards}
-    for turn in range(rounds + 1):
+    spent = 0.0
+    turn = 0
+    while turn <= rounds or (spent < budget_s and turn <= max_rounds):
         for name, forward in forwards.items():
             started = time.perf_counter()
             forward()
             if turn:
-                times[name].append(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                times[name].append(elapsed)
+                spent += elapsed
+        turn += 1
     return {name: round(batch / statistics.median(t), 1) for name, t in times.items()}

@@ -173,3 +173,25 @@ def test_interleaved_speeds_take_the_median_per_candidate(monkeypatch: pytest.Mo
     )
     assert calls == {"slow": 4, "fast": 4}, "one untimed round, then three timed ones each"
     assert speeds == {"slow": 160.0, "fast": 320.0}, "the untimed first round is left out"
+
+
+def test_a_fast_machine_measures_more_rounds_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(sp.time, "perf_counter", lambda: clock[0])
+    calls = {"a": 0, "b": 0}
+
+    def forward(name: str, cost: float) -> object:
+        clock[0] += cost
+        calls[name] += 1
+        return None
+
+    forwards = {"a": lambda: forward("a", 0.1), "b": lambda: forward("b", 0.15)}
+    speeds = sp.interleaved_speeds(forwards, batch=10, rounds=3, budget_s=1.0, max_rounds=15)
+    # 0.25 s per timed round: rounds 1-4 spend 1.0 s, then the budget stops it.
+    assert calls == {"a": 5, "b": 5}
+    assert speeds == {"a": 100.0, "b": pytest.approx(66.7)}
+    calls.update(a=0, b=0)
+    sp.interleaved_speeds(forwards, batch=10, rounds=3, budget_s=100.0, max_rounds=6)
+    assert calls == {"a": 7, "b": 7}, "max_rounds caps a generous budget"
