@@ -343,3 +343,14 @@ def test_the_report_says_how_many_epochs_ran_and_warns_when_a_budget_cut_them(
     }
     cut = render_report(metrics)
     assert "**Warning: the time budget (6.5 min) cut training at epoch 2.6 of 4.**" in cut
+
+
+def test_the_report_lists_the_serving_candidates(trained_model_dir: Path) -> None:
+    report = (trained_model_dir / "report.md").read_text()
+    record = Record.from_manifest(_manifest(trained_model_dir))
+    assert record is not None
+    for candidate in record.candidates:
+        safe = "yes" if candidate.drop_points <= 0.3 else "**no**"
+        assert f"| {candidate.name} | " in report
+        assert f"{candidate.drop_points:+.2f} | {candidate.tickets_per_s} |" in report
+        assert report.count(f"| {safe} |") >= 1
