@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -330,6 +331,11 @@ def test_the_report_says_how_many_epochs_ran_and_warns_when_a_budget_cut_them(
     budget = metrics["training"]["budget"]
     assert budget["steps_run"] == metrics["training"]["steps"] == 12
     assert budget["cut_by_time"] is False
+    # threads=None: the thread count was probed on the run's own steps (training.threads).
+    cores = len(os.sched_getaffinity(0))
+    if cores > 1:
+        assert [step for step, _ in budget["thread_choices"]] == [6]
+        assert budget["thread_choices"][0][1] in {cores, cores // 2, 1}
     report = (trained_model_dir / "report.md").read_text()
     assert f"Epochs: {budget['epochs_run']:g} of {budget['epochs_planned']:g} planned" in report
     assert "Warning" not in report

@@ -136,7 +136,12 @@ class TrainingArgs(BaseModel):
     baseline: bool = Field(default=True, description="Also score TF-IDF + logistic regression.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(
-        default=None, ge=1, description="torch CPU threads; None: the physical cores."
+        default=None,
+        ge=1,
+        description=(
+            "torch CPU threads; None: measured on the run's own steps among all, half and one"
+            " of the cores, again every 150 steps (a shared machine's load changes)."
+        ),
     )
     cpu_bf16: bool | None = Field(
         default=None,

@@ -46,6 +46,7 @@ from consumer.settings import ModelSettings
 from training.args import TrainingArgs
 from training.batching import epoch_order, make_batches, steps_per_epoch
 from training.records import Example
+from training.threads import ThreadTuner, thread_candidates
 
 log = get_logger("training.trainer")
 
@@ -329,6 +330,12 @@ def fit(
     index = {label: i for i, label in enumerate(labels)}
     device = choose_device(args.device)
     threads = configure_cpu(args.threads) if device.type == "cpu" else torch.get_num_threads()
+    # threads=None on the CPU: the count is measured on the run's own steps (training.threads).
+    tuner = (
+        ThreadTuner(thread_candidates(threads))
+        if device.type == "cpu" and args.threads is None
+        else None
+    )
     seed_everything(args.seed)
     rng = np.random.default_rng(args.seed)
     autocast = autocast_for(device, args.cpu_bf16)
@@ -456,6 +463,9 @@ def fit(
                 order, lengths, args.batch_size, group_by_length=args.length_grouping, rng=rng
             )
             for batch in batches:
+                if tuner is not None:
+                    tuner.before_step(step)
+                step_started = time.perf_counter()
                 network.train()
                 ids, mask = pad([train_ids[i] for i in batch], pid)
                 target = torch.from_numpy(y_train[batch]).to(device)
@@ -473,6 +483,8 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if tuner is not None:
+                    tuner.after_step(step, time.perf_counter() - step_started)
                 step += 1
                 running.append(float(loss.detach()))
                 bar.update(1)
@@ -514,6 +526,9 @@ def fit(
     network.eval()
     trained = time.monotonic()
     budget = epoch_budget(step, per_epoch, planned_steps, args, stopped)
+    if tuner is not None:
+        budget["thread_choices"] = tuner.choices
+        log.info("training_threads", candidates=tuner.candidates, choices=tuner.choices)
     if budget["cut_by_time"]:
         log.warning("time_budget_cut_training", **budget)
     gap = _train_gap(view, train_ids, y_train, best.record, rng, args)
