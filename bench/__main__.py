@@ -1,11 +1,14 @@
 """``make bench``: speed and accuracy side by side, in one process tree and one run.
 
-1. model only: tickets/s through tokenizer + model (fp32, int8, bf16 on the CPU; fp16 on a GPU)
+1. model only: tickets/s through tokenizer + model (fp32, int8, bf16, bf16 autocast on the CPU;
+   fp16, bf16, fp32 on a GPU) and the serving path ``auto`` chooses, next to fp32
 2. end to end: raw topic → consumer → classified/review with commits, through the real broker;
    produce→classified latency p50/p95/p99 at half the measured maximum
 3. naive peer: one message at a time through a HF pipeline, one produce and commit each
 4. accuracy: BANKING77 11 buckets and 77 intents, ours vs TF-IDF, with training wall time
 
+Every row records the load average before and after it and the CPU share other
+processes took meanwhile (``bench.load``); rows taken on a busy machine are flagged.
 Writes ``bench-results/results.json`` and the speed section of BENCHMARKS.md.
 """
 
@@ -25,6 +28,7 @@ from typing import Any
 import torch
 
 from bench import corpus, end_to_end, model_only, naive
+from bench.load import measured
 from consumer.logs import configure_logging
 from consumer.model_store import load_model
 from consumer.predictor import Predictor
@@ -44,8 +48,11 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    from consumer.precision import cpu_info
+
     return {
         "cpu": cpu,
+        "cpu_flags": sorted(f for f in cpu_info()[1] if f.startswith(("amx", "avx512_bf16"))),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -106,42 +113,62 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
     batch = settings.batching.max_batch
     out: dict[str, Any] = {"model_dir": str(model_dir), "model_only": {}, "precision_accuracy": {}}
     is_gpu = torch.cuda.is_available() and settings.model.device != "cpu"
-    precisions = ["fp16", "fp32"] if is_gpu else ["fp32", "int8", "bf16"]
+    precisions = ["fp16", "bf16", "fp32"] if is_gpu else ["fp32", "int8", "bf16", "bf16-autocast"]
+    sizes = sorted({16, batch} | ({256, 1024} if is_gpu else set()))
+
+    def row(key: str, predictor: Predictor, size: int) -> None:
+        result, load = measured(lambda: model_only.measure(predictor, texts, size, seconds))
+        out["model_only"][key] = {**result, **load}
+        print("model only", key, out["model_only"][key], flush=True)
+
     for precision in precisions:
         cfg = settings.model.model_copy(update={"precision": precision})
         predictor = Predictor(load_model(model_dir), cfg)
-        for size in sorted({16, batch} | ({256, 1024} if is_gpu else set())):
-            key = f"{precision}@{size}"
-            out["model_only"][key] = model_only.measure(predictor, texts, size, seconds)
-            print("model only", key, out["model_only"][key], flush=True)
-        if precision == "bf16":
-            continue  # no AMX here: bf16 is a throughput curiosity, not a serving candidate
+        for size in sizes:
+            row(f"{precision}@{size}", predictor, size)
         out["precision_accuracy"][precision] = round(
             banking11_accuracy(predictor, 600 if quick else None), 4
         )
         print("banking77/11 accuracy", precision, out["precision_accuracy"][precision], flush=True)
+        del predictor
+    # The fast path as served: what `auto` picks on this machine (its own warm-up included).
     auto = Predictor(load_model(model_dir), settings.model)
     out["auto_precision"] = auto.precision
-    tokens = out["model_only"][f"{auto.precision}@{batch}"]["mean_tokens"]
+    out["auto_choice"] = auto.choice.to_dict()
+    auto_key = f"auto ({auto.spec})@{batch}"
+    row(auto_key, auto, batch)
+    tokens = out["model_only"][auto_key]["mean_tokens"]
     out["flops_per_ticket"] = model_only.flops_per_ticket(auto, tokens)
-    out["end_to_end"] = end_to_end.throughput(settings, auto, tickets)
+    out["end_to_end"], load = measured(lambda: end_to_end.throughput(settings, auto, tickets))
+    out["end_to_end"].update(load)
     print("end to end", out["end_to_end"], flush=True)
     max_rate = out["end_to_end"]["tickets_per_s"]
     lat_n = int(min(max_rate * 0.5 * (10 if quick else 30), 3000))
-    out["latency"] = end_to_end.latency(settings, auto, tickets[:lat_n], rate=max_rate * 0.5)
+    out["latency"], load = measured(
+        lambda: end_to_end.latency(settings, auto, tickets[:lat_n], rate=max_rate * 0.5)
+    )
+    out["latency"].update(load)
     print("latency", out["latency"], flush=True)
     naive_n = 100 if quick else 250
-    out["naive"] = naive.naive_throughput(settings, tickets[:naive_n], len(auto.labels))
+    out["naive"], load = measured(
+        lambda: naive.naive_throughput(settings, tickets[:naive_n], len(auto.labels))
+    )
+    out["naive"].update(load)
     print("naive", out["naive"], flush=True)
-    model_rate = out["model_only"][f"{auto.precision}@{batch}"]["tickets_per_s"]
+    model_rate = out["model_only"][auto_key]["tickets_per_s"]
     e2e_rate = out["end_to_end"]["tickets_per_s"]
-    fp32 = out["model_only"].get(f"fp32@{batch}", {}).get("tickets_per_s")
+    fp32_key = f"fp32@{batch}"
+    fp32 = out["model_only"].get(fp32_key, {}).get("tickets_per_s")
     out["ratios"] = {
         "end_to_end_over_model_only": round(e2e_rate / model_rate, 3),
         "end_to_end_over_naive": round(e2e_rate / out["naive"]["tickets_per_s"], 2),
         "auto_over_fp32_model_only": round(model_rate / fp32, 2) if fp32 else None,
     }
-    out["batch_inference_ms"] = out["model_only"][f"{auto.precision}@{batch}"]["ms_per_batch"]
+    rows = [out["model_only"][k] for k in (auto_key, fp32_key) if k in out["model_only"]]
+    rows += [out["end_to_end"], out["latency"], out["naive"]]
+    out["ratios_under_load"] = any(r.get("under_load") for r in rows)
+    out["auto_key"] = auto_key
+    out["batch_inference_ms"] = out["model_only"][auto_key]["ms_per_batch"]
     return out
 
 

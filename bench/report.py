@@ -14,6 +14,22 @@ def _target(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
+def _load(row: dict[str, Any]) -> str:
+    """``0.41 → 1.90 (others 3%)``, flagged when the row was taken on a busy machine."""
+    if "load_before" not in row:
+        return "n/a"
+    others = row.get("others_cpu_share")
+    text = f"{row['load_before'][0]} → {row['load_after'][0]}"
+    if others is not None:
+        text += f" (others {100 * others:.0f}%)"
+    return text + (" **under load**" if row.get("under_load") else "")
+
+
+def fast_path_target(machine: dict[str, Any]) -> float:
+    """Issue 13: ≥ 3× fp32 on a CPU with AMX, ≥ 2× on one without."""
+    return 3.0 if "amx_bf16" in machine.get("cpu_flags", []) else 2.0
+
+
 def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     mo = speed["model_only"]
     auto = speed["auto_precision"]
@@ -23,16 +39,22 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     lines = [
         "## Speed",
         "",
-        f"Model: `{speed['model_dir']}`; serving precision chosen automatically: **{auto}**.",
+        f"Model: `{speed['model_dir']}`; serving precision chosen automatically: **{auto}**"
+        + (f" ({speed['auto_choice']['reason']})." if speed.get("auto_choice") else "."),
+        "",
+        "Load: the 1-minute load average before → after each row, and the share of the CPU"
+        " time other processes (the broker included) took during it; **under load** marks a"
+        " row taken on a busy machine: its figure is not to be trusted.",
         "",
         "### Model only (tokenizer + model, tickets in stream order)",
         "",
-        "| precision @ batch | tickets/s | ms per batch | mean tokens |",
-        "| --- | --- | --- | --- |",
+        "| precision @ batch | tickets/s | ms per batch | mean tokens | load |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for key, row in mo.items():
         lines.append(
             f"| {key} | {row['tickets_per_s']} | {row['ms_per_batch']} | {row['mean_tokens']} |"
+            f" {_load(row)} |"
         )
     acc = speed.get("precision_accuracy", {})
     if acc:
@@ -50,29 +72,42 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         "",
         "### End to end and the naive peer",
         "",
-        "| what | tickets/s |",
-        "| --- | --- |",
+        "| what | tickets/s | load |",
+        "| --- | --- | --- |",
         f"| end to end (raw → consumer → classified/review, commits), batch {e2e['batch_size']} |"
-        f" {e2e['tickets_per_s']} |",
+        f" {e2e['tickets_per_s']} | {_load(e2e)} |",
         f"| naive peer (HF pipeline, one message, one produce+flush, one commit at a time) |"
-        f" {speed['naive']['tickets_per_s']} |",
+        f" {speed['naive']['tickets_per_s']} | {_load(speed['naive'])} |",
         "",
         f"Latency produce→classified at {lat['offered_per_s']} tickets/s offered (half the"
         f" measured maximum), {lat['received']} tickets: p50 {lat['p50_ms']} ms, p95"
-        f" {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms (max {lat['max_ms']} ms).",
+        f" {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms (max {lat['max_ms']} ms); load"
+        f" {_load(lat)}.",
         "",
         "### Targets",
         "",
+        *(
+            [
+                "**Some rows behind these ratios were taken under load (see above): the"
+                " ratios are indicative only.**",
+                "",
+            ]
+            if speed.get("ratios_under_load")
+            else []
+        ),
         "| target | measured | |",
         "| --- | --- | --- |",
-        f"| end to end ≥ 0.90 × model only | {ratios['end_to_end_over_model_only']} ×"
-        f" | {_target(ratios['end_to_end_over_model_only'] >= 0.9)} |",
-        f"| end to end ≥ 5 × naive peer | {ratios['end_to_end_over_naive']} ×"
-        f" | {_target(ratios['end_to_end_over_naive'] >= 5)} |",
+        f"| end to end ≥ 0.95 × model only (served path) | {ratios['end_to_end_over_model_only']} ×"
+        f" | {_target(ratios['end_to_end_over_model_only'] >= 0.95)} |",
+        f"| end to end ≥ 10 × naive peer | {ratios['end_to_end_over_naive']} ×"
+        f" | {_target(ratios['end_to_end_over_naive'] >= 10)} |",
     ]
     if ratios.get("auto_over_fp32_model_only") is not None and machine.get("gpu") is None:
-        fast = ratios["auto_over_fp32_model_only"]
-        lines.append(f"| CPU fast path ≥ 2 × fp32 | {fast} × ({auto}) | {_target(fast >= 2)} |")
+        fast, goal = ratios["auto_over_fp32_model_only"], fast_path_target(machine)
+        lines.append(
+            f"| CPU fast path (auto) ≥ {goal:g} × fp32, model only | {fast} × ({auto})"
+            f" | {_target(fast >= goal)} |"
+        )
     budget = speed.get("max_wait_ms", 50) + 2 * speed["batch_inference_ms"]
     lines.append(
         f"| p99 latency ≤ max_wait_ms + 2 batch inference times ({budget:.0f} ms) |"

@@ -1,27 +1,41 @@
-"""Batched inference on the best device at hand.
+"""Batched inference on the best device and serving path at hand.
 
-GPU when there is one (half precision, pinned host memory, large chunks); on
-the CPU, dynamic int8 quantization when training measured it safe for this
-model (``int8_safe`` in the manifest), else fp32. Within a batch, texts are
-sorted by token length and run in chunks so little time goes to padding.
+GPU when there is one. The precision/runtime (fp32, bf16, bf16 autocast, dynamic
+int8 on the CPU; fp16, bf16, fp32 on a GPU) is chosen by ``consumer.precision``
+from what training measured for this model folder and what this machine
+supports, or forced by ``TICKETSORT_MODEL__PRECISION``. Within a batch, texts
+are sorted by token length and run in chunks so little time goes to padding.
+
+Training runs its own evaluations through this class too (``training.trainer``):
+one tokenizer call, one padding, one chunked inference loop for both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from consumer import precision as serving_paths
+from consumer.logs import get_logger
 from consumer.model_store import LoadedModel
 from consumer.settings import ModelSettings
 
 Device = Literal["cpu", "cuda"]
-Precision = Literal["fp32", "int8", "bf16", "fp16"]
+Precision = Literal["fp32", "int8", "bf16", "bf16-autocast", "fp16"]
+
+log = get_logger("consumer.predictor")
+WARMUP_ROUNDS = 3
+WARMUP_BUDGET_S = 2.0  # more rounds while the timed ones took less (a fast machine)
+# Start-up measurements per (model folder, version, hardware, candidates): a process that
+# builds the same model's Predictor again (a restart of the service loop, tests) reuses them.
+_WARM_UP_CACHE: dict[tuple[str, str, str, tuple[str, ...]], dict[str, float]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,24 +55,30 @@ def choose_device(wanted: str) -> Device:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids, truncated, unpadded: what serving and training both feed the network."""
+    if not texts:
+        return []
+    encoded = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    return [list(ids) for ids in encoded["input_ids"]]
 
 
-def choose_precision(wanted: str, device: Device, int8_safe: bool) -> Precision:
-    if device == "cuda":
-        if wanted in ("fp32", "bf16", "fp16"):
-            return wanted  # type: ignore[return-value]
-        return "fp16"
-    if wanted in ("fp32", "int8", "bf16"):
-        return wanted  # type: ignore[return-value]
-    if wanted == "fp16":
-        raise ValueError("fp16 is a GPU precision; on the CPU use fp32, int8 or bf16")
-    return "int8" if int8_safe else "fp32"
+def pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to the longest row (dynamic padding): ids and attention mask, int64, on the CPU."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def quantize_int8(network: nn.Module) -> nn.Module:
@@ -70,16 +90,56 @@ def quantize_int8(network: nn.Module) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(network, {nn.Linear}, dtype=torch.qint8)
 
 
-def prepare_network(network: nn.Module, device: Device, precision: Precision) -> nn.Module:
+def prepare_network(network: nn.Module, spec: str, *, keep_original: bool = False) -> nn.Module:
+    """``network`` ready for the serving spec (a ``consumer.precision.SPECS`` name).
+
+    The bf16 and GPU casts work in place unless ``keep_original``; int8 always copies.
+    """
     network.eval()
-    if device == "cuda":
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
-        return network.to(device=device, dtype=dtype)
-    if precision == "int8":
+    if spec == "int8":
         return quantize_int8(network)
-    if precision == "bf16":
-        return network.to(dtype=torch.bfloat16)
+    cast = {"bf16": torch.bfloat16, "fp16": torch.float16, "bf16-cuda": torch.bfloat16}
+    device = serving_paths.SPECS[spec].device
+    if spec in cast or device == "cuda":
+        target = copy.deepcopy(network) if keep_original else network
+        return target.to(device=device, dtype=cast.get(spec, torch.float32))
     return network
+
+
+def autocast_for(spec: str) -> Callable[[], AbstractContextManager[Any]]:
+    if spec == "bf16-autocast":
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext
+
+
+def warm_up_speeds(
+    runs: dict[str, tuple[nn.Module, str]], *, device: str, batch: int, length: int, vocab: int
+) -> dict[str, float]:
+    """Tickets/s of each (prepared network, spec) on one chunk of ``length`` tokens, interleaved.
+
+    The token ids are random: the arithmetic, not the words, sets the speed.
+    """
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, max(vocab, 1001), (batch, length), generator=generator).to(device)
+    mask = torch.ones_like(ids)
+
+    def forward(network: nn.Module, spec: str) -> Callable[[], object]:
+        autocast = autocast_for(spec)
+
+        @torch.inference_mode()
+        def run() -> object:
+            with autocast():
+                out = network(ids, mask)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            return out
+
+        return run
+
+    forwards = {name: forward(network, spec) for name, (network, spec) in runs.items()}
+    return serving_paths.interleaved_speeds(
+        forwards, batch, WARMUP_ROUNDS, budget_s=WARMUP_BUDGET_S
+    )
 
 
 class Predictor:
@@ -95,9 +155,6 @@ class Predictor:
         self.labels = model.labels
         self.version = model.version
         self.device: Device = choose_device(settings.device)
-        self.precision: Precision = choose_precision(
-            settings.precision, self.device, model.int8_safe
-        )
         if settings.threads:
             torch.set_num_threads(settings.threads)
         # Denormal floats make CPU matmuls crawl (seen here in training); flushing them
@@ -107,36 +164,61 @@ class Predictor:
         self.chunk_size = chunk_size or (256 if self.device == "cuda" else 16)
         self.tokenizer = model.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
-        self.network = prepare_network(model.network, self.device, self.precision)
+        self.hardware = serving_paths.detect_hardware(self.device)
+        self.record = serving_paths.Record.from_manifest(model.manifest)
+        warmed: dict[str, nn.Module] = {}
+
+        def measure(names: Sequence[str]) -> dict[str, float]:
+            key = (str(model.path), self.version, self.hardware.signature(), tuple(names))
+            if key not in _WARM_UP_CACHE:
+                warmed.update(
+                    {n: prepare_network(model.network, n, keep_original=True) for n in names}
+                )
+                _WARM_UP_CACHE[key] = self._warm_up(warmed)
+            return _WARM_UP_CACHE[key]
+
+        self.choice = serving_paths.choose(
+            self.record,
+            self.hardware,
+            settings.precision,
+            int8_safe=model.int8_safe,
+            measure=measure,
+        )
+        self.spec = self.choice.name
+        self.precision: Precision = self.choice.precision  # type: ignore[assignment]
+        self._autocast = autocast_for(self.spec)
+        if self.spec in warmed:
+            self.network = warmed[self.spec]
+        else:
+            self.network = prepare_network(model.network, self.spec)
+        warmed.clear()
+        log.info("serving_path_chosen", **self.describe())
+
+    def _warm_up(self, networks: dict[str, nn.Module]) -> dict[str, float]:
+        length = round(self.record.mean_tokens if self.record else 32.0)
+        return warm_up_speeds(
+            {name: (network, name) for name, network in networks.items()},
+            device=self.device,
+            batch=self.chunk_size,
+            length=min(max(2, length), self.max_length),
+            vocab=int(getattr(self.tokenizer, "vocab_size", 30000)),
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
             "model_version": self.version,
             "device": self.device,
             "precision": self.precision,
+            "serving_path": self.choice.to_dict(),
             "labels": len(self.labels),
             "threads": torch.get_num_threads(),
         }
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        encoded = self.tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=self.max_length,
-            padding=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return list(encoded["input_ids"])
+        return tokenize(self.tokenizer, texts, self.max_length)
 
     def _padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(r) for r in rows)
-        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
+        ids_t, mask_t = pad(rows, self.pad_id)
         if self.device == "cuda":
             ids_t = ids_t.pin_memory().to(self.device, non_blocking=True)
             mask_t = mask_t.pin_memory().to(self.device, non_blocking=True)
@@ -149,14 +231,32 @@ class Predictor:
         out = np.zeros((n, len(self.labels)), dtype=np.float32)
         if n == 0:
             return out
-        order = sorted(range(n), key=lambda i: len(token_ids[i]))
-        for start in range(0, n, self.chunk_size):
-            idx = order[start : start + self.chunk_size]
-            ids, mask = self._padded([token_ids[i] for i in idx])
-            logits = self.network(ids, mask)
+        for idx, ids, mask in self._chunks(token_ids):
+            with self._autocast():
+                logits = self.network(ids, mask)
             probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
             out[idx] = probs
         return out
+
+    @torch.inference_mode()
+    def embeddings_from_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        """Pooled (and normalised, per the head config) embeddings (n, hidden), input order."""
+        out = np.zeros((len(token_ids), int(self.model.network.head.in_features)), np.float32)
+        for idx, ids, mask in self._chunks(token_ids):
+            with self._autocast():
+                pooled = cast(Any, self.network).embed(ids, mask)
+            out[idx] = pooled.float().cpu().numpy()
+        return out
+
+    def _chunks(
+        self, token_ids: list[list[int]]
+    ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        """Chunks of similar length (little padding): input positions, ids, mask."""
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        for start in range(0, len(order), self.chunk_size):
+            idx = order[start : start + self.chunk_size]
+            ids, mask = self._padded([token_ids[i] for i in idx])
+            yield idx, ids, mask
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         return self.probabilities_from_ids(self.tokenize(texts))

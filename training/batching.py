@@ -1,47 +1,21 @@
-"""Token ids, batches and padding.
+"""Training batches.
 
-Texts are tokenized once, without padding. Batches are padded to their own
-longest text (dynamic padding) and, when ``length_grouping`` is on, made of
-texts of similar length: on a CPU the padded tokens are most of the cost.
+Texts are tokenized once, without padding, by the serving tokenizer call
+(``consumer.predictor.tokenize``). Batches are padded to their own longest text
+(dynamic padding, ``consumer.predictor.pad``) and, when ``length_grouping`` is
+on, made of texts of similar length: on a CPU the padded tokens are most of the cost.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-import torch
 
 # Batches are formed inside windows of this many batches, sorted by length, so
 # that batches stay random while their texts have similar lengths.
 GROUP_WINDOW = 50
-
-
-def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids the way ``consumer.predictor.Predictor`` makes them (no padding)."""
-    if not texts:
-        return []
-    encoded = tokenizer(
-        list(texts),
-        truncation=True,
-        max_length=max_length,
-        padding=False,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )
-    return [list(ids) for ids in encoded["input_ids"]]
-
-
-def pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = row
-        mask[i, : len(row)] = 1
-    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def epoch_order(labels: np.ndarray, *, balanced: bool, rng: np.random.Generator) -> np.ndarray:
@@ -81,8 +55,3 @@ def make_batches(
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, math.ceil(n / batch_size))
-
-
-def by_length(token_ids: Sequence[Sequence[int]]) -> list[int]:
-    """Indices sorted by token length: inference chunks with little padding."""
-    return sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))

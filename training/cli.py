@@ -64,7 +64,12 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", type=Path, required=True, help="model folder")
     _add_data_options(parser)
-    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "int8", "bf16", "bf16-autocast"),
+        default="fp32",
+        help="the CPU serving path to score (see consumer.precision)",
+    )
     return parser
 
 

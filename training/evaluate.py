@@ -19,7 +19,7 @@ from consumer.settings import ModelSettings
 from training.metrics import classification_metrics
 from training.records import Example
 
-EvalPrecision = Literal["fp32", "int8"]
+EvalPrecision = Literal["fp32", "int8", "bf16", "bf16-autocast"]
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,9 @@ class Scored:
 def make_predictor(
     model: LoadedModel, precision: EvalPrecision, device: str = "cpu", max_length: int = 512
 ) -> Predictor:
-    """A serving ``Predictor`` with a fixed precision (int8 runs on the CPU only)."""
+    """A serving ``Predictor`` with a fixed precision (int8 and bf16 variants: CPU only)."""
     settings = ModelSettings(
-        device="cpu" if precision == "int8" else device,
+        device="cpu" if precision != "fp32" else device,
         precision=precision,
         max_length=max_length,
     )

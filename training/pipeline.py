@@ -2,8 +2,9 @@
 
 snapshot (archive topic or file) -> deduplicate, clean -> split by id hash ->
 fit on train, select on validation -> write the model folder -> score it through
-the serving path (fp32 and int8 on validation, fp32 on test) -> thresholds on
-validation -> TF-IDF baseline -> promotion gate on the test slice -> report.
+the serving path (every serving candidate on validation: ``training.candidates``;
+fp32 on test) -> thresholds on validation -> TF-IDF baseline -> promotion gate on
+the test slice -> report.
 
 The test slice is touched only after ``fit`` has returned, and only to score.
 """
@@ -29,15 +30,17 @@ from consumer.model_store import (
     write_model,
 )
 from consumer.modeling import resolve_base_model
+from consumer.precision import MAX_DROP_POINTS
 from consumer.settings import Settings
 from training import trainer
 from training.args import TrainingArgs
 from training.baseline import run_baseline
 from training.calibrate import calibrate
+from training.candidates import evaluate_candidates
 from training.dataset import Prepared, prepare
 from training.distribution import write_distribution
 from training.errors import BadInput
-from training.evaluate import Scored, make_predictor, score_probabilities, score_with_predictor
+from training.evaluate import Scored, score_probabilities, score_with_predictor
 from training.files import Columns, file_sha256, load_label_map, read_file
 from training.metrics import expected_calibration_error, headline
 from training.promote import Decision, apply, decide
@@ -49,7 +52,7 @@ from training.threshold import choose_thresholds, review_outcome, write_threshol
 
 log = get_logger("training.pipeline")
 
-INT8_MAX_DROP_POINTS = 0.3
+INT8_MAX_DROP_POINTS = MAX_DROP_POINTS
 Source = Literal["archive"] | Path
 
 
@@ -369,11 +372,11 @@ def _finish(run: _Run) -> TrainResult:
         extra_manifest={"int8_safe": False, "created_at": datetime.now(UTC).isoformat()},
     )
     model = load_model(partial, settings.model.base_model)
-    # int8 first: it quantizes a CPU copy; the fp32 predictor may then move the network.
-    val8 = score_with_predictor(make_predictor(model, "int8"), split.validation)
-    fp32 = make_predictor(model, "fp32", device=fitted.device)
-    val32 = score_with_predictor(fp32, split.validation)
-    int8 = _int8_check(val32, val8)
+    evaluated = evaluate_candidates(model, split.validation, training_device=fitted.device)
+    baseline_spec = evaluated.baseline(fitted.device)
+    fp32 = evaluated.predictors[baseline_spec]
+    val32 = evaluated.scored[baseline_spec]
+    int8 = _int8_check(evaluated.scored["fp32"], evaluated.scored["int8"])
     serving = _serving_check(val32, fitted.validation_probs)
     if serving["argmax_agreement"] < 1.0:
         log.warning("serving_path_disagrees_with_training", **serving)
@@ -394,6 +397,7 @@ def _finish(run: _Run) -> TrainResult:
         version=version,
         int8_safe=bool(int8["int8_safe"]),
         int8_check=int8,
+        serving_candidates=evaluated.record.to_dict(),
         target_accuracy=target,
     )
 
@@ -432,6 +436,7 @@ def _finish(run: _Run) -> TrainResult:
         "validation": val32.metrics(labels),
         "baseline": baseline,
         "int8": int8,
+        "serving_candidates": evaluated.record.to_dict(),
         "serving_check": serving,
         "calibration": run.calibration,
         "thresholds": {
@@ -450,6 +455,7 @@ def _finish(run: _Run) -> TrainResult:
             "init_validation": fitted.init_validation,
             "gap": fitted.gap,
             "timings": fitted.timings,
+            "budget": fitted.budget,
         },
         "data": {
             "records_in": prepared.records_in,

@@ -58,6 +58,31 @@ def _num(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def serving_candidates_table(record: dict[str, Any]) -> list[str]:
+    """The serving candidates scored on validation: the consumer picks among the safe ones."""
+    rows = record.get("candidates") or []
+    if not rows:
+        return []
+    gate = record.get("max_drop_points", 0.3)
+    out = [
+        f"Serving candidates, scored on validation through the serving `Predictor` (the"
+        f" consumer serves the fastest its machine supports among those losing ≤ {gate} points;"
+        f" speeds: one chunk at the mean length, {record.get('mean_tokens')} tokens, on this"
+        " machine):",
+        "",
+        "| candidate | accuracy | points lost | tickets/s here | needs | safe |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        needs = " or ".join(row.get("needs_any") or []) or "any " + row.get("device", "cpu")
+        safe = "yes" if row["drop_points"] <= gate else "**no**"
+        out.append(
+            f"| {row['name']} | {_pct(row['accuracy'])} | {row['drop_points']:+.2f} |"
+            f" {row.get('tickets_per_s') or 'n/a'} | {needs} | {safe} |"
+        )
+    return [*out, ""]
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     """The human summary of one training run, from its ``metrics.json`` content."""
     test, base = metrics["test"], metrics.get("baseline", {}).get("test")
@@ -98,14 +123,11 @@ def render_report(metrics: dict[str, Any]) -> str:
             f" {row['support']} |"
         )
     out += ["", "### Confusion matrix", "", "```", confusion_text(test["confusion"]), "```", ""]
-    int8 = metrics["int8"]
+    out += ["## Validation", ""]
+    out += serving_candidates_table(metrics.get("serving_candidates") or {})
     out += [
-        "## Validation",
-        "",
         f"- accuracy {_pct(metrics['validation']['accuracy'])}, macro-F1"
         f" {_num(metrics['validation']['macro_f1'])}",
-        f"- int8 vs fp32 accuracy: {_pct(int8['int8_accuracy'])} vs {_pct(int8['fp32_accuracy'])}"
-        f" ({int8['drop_points']:+.2f} points lost): int8_safe = {int8['int8_safe']}",
         f"- frozen embeddings + logistic regression (the head's start):"
         f" macro-F1 {_num(train['init_validation'].get('macro_f1'))}",
     ]
@@ -132,6 +154,20 @@ def render_report(metrics: dict[str, Any]) -> str:
         )
     out += ["", "## Training", ""]
     best = train["best"]
+    budget = train.get("budget") or {}
+    if budget.get("cut_by_time"):
+        out += [
+            f"> **Warning: the time budget ({budget['max_train_minutes']} min) cut training at"
+            f" epoch {budget['epochs_run']:g} of {budget['epochs_planned']:g}.** The model is"
+            " what this machine managed in that time: a faster one would train further. Raise"
+            " `max_train_minutes` (or leave it unset) for the full recipe.",
+            "",
+        ]
+    if budget:
+        out.append(
+            f"Epochs: {budget['epochs_run']:g} of {budget['epochs_planned']:g} planned"
+            f" ({budget['steps_run']} of {budget['steps_planned']} steps)."
+        )
     out.append(
         f"{train['steps']} steps in {train['train_seconds'] / 60:.1f} min on {train['device']},"
         f" stopped: {train['stopped']}; best checkpoint at step {int(best['step'])}"

@@ -8,6 +8,10 @@ training and validation scores at the best checkpoint.
 
 CPU: flush denormals (training stalls after ~100 steps without it), dynamic
 padding and length-grouped batches. GPU: automatic mixed precision.
+
+Every inference here (head-init embeddings, validation scores, the train gap)
+runs through the serving ``consumer.predictor.Predictor`` wrapped around the
+in-memory network: the same tokenizer call, padding and chunked loop as serving.
 """
 
 from __future__ import annotations
@@ -34,10 +38,15 @@ from torch import nn
 from tqdm import tqdm
 
 from consumer.logs import get_logger
+from consumer.model_store import LoadedModel, Thresholds
 from consumer.modeling import HeadConfig, TicketClassifier
+from consumer.precision import cpu_has_bf16
+from consumer.predictor import Predictor, pad, tokenize
+from consumer.settings import ModelSettings
 from training.args import TrainingArgs
-from training.batching import by_length, epoch_order, make_batches, pad, steps_per_epoch, tokenize
+from training.batching import epoch_order, make_batches, steps_per_epoch
 from training.records import Example
+from training.threads import ThreadTuner, thread_candidates
 
 log = get_logger("training.trainer")
 
@@ -64,17 +73,12 @@ class FitResult:
     trained_ids: tuple[str, ...]
     validation_ids: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
-        """Class probabilities from the in-memory network (the training-time path)."""
-        ids = tokenize(self.tokenizer, texts, self.max_length)
-        return infer_probabilities(
-            self.network,
-            ids,
-            pad_id=pad_id(self.tokenizer),
-            device=torch.device(self.device),
-            batch_size=batch_size,
-        )
+        """Class probabilities from the in-memory network, through the serving Predictor."""
+        view = serving_view(self.network, self.tokenizer, self.labels, self.max_length, batch_size)
+        return infer(view, view.tokenize(texts))
 
 
 def pad_id(tokenizer: Any) -> int:
@@ -105,8 +109,6 @@ def autocast_for(
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return lambda: torch.autocast("cuda", dtype=dtype)
     if cpu_bf16 is None:
-        from consumer.predictor import cpu_has_bf16
-
         cpu_bf16 = cpu_has_bf16()
     if cpu_bf16:
         return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
@@ -163,52 +165,38 @@ def build_network(encoder: nn.Module, num_labels: int, args: TrainingArgs) -> Ti
     return TicketClassifier(peft_encoder, num_labels, head)
 
 
-@torch.inference_mode()
-def infer_probabilities(
+def serving_view(
     network: TicketClassifier,
-    token_ids: Sequence[Sequence[int]],
-    *,
-    pad_id: int,
-    device: torch.device,
-    batch_size: int,
-    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
-) -> np.ndarray:
-    out = np.zeros((len(token_ids), network.head.out_features), dtype=np.float32)
-    if not token_ids:
-        return out
-    network.eval()
-    order = by_length(token_ids)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        ids, mask = pad([token_ids[i] for i in idx], pad_id)
-        with autocast():
-            logits = network(ids.to(device), mask.to(device))
-        out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return out
+    tokenizer: Any,
+    labels: Sequence[str],
+    max_length: int,
+    chunk_size: int,
+    precision: str = "fp32",
+) -> Predictor:
+    """The serving ``Predictor`` around the in-memory (unmerged, training) network.
+
+    fp32 or bf16 autocast only: neither copies nor casts the network being trained.
+    """
+    device = next(network.parameters()).device.type
+    model = LoadedModel(
+        path=Path("<training>"),
+        version="training",
+        labels=list(labels),
+        thresholds=Thresholds(1.0),
+        manifest={"max_length": max_length},
+        network=network,
+        tokenizer=tokenizer,
+    )
+    settings = ModelSettings.model_validate(
+        {"device": device, "precision": precision, "max_length": max_length}
+    )
+    return Predictor(model, settings, chunk_size=chunk_size)
 
 
-@torch.inference_mode()
-def embed(
-    network: TicketClassifier,
-    token_ids: Sequence[Sequence[int]],
-    *,
-    pad_id: int,
-    device: torch.device,
-    batch_size: int,
-    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
-) -> np.ndarray:
-    """Pooled (and normalised, per the head config) embeddings, eval mode."""
-    network.eval()
-    hidden = int(network.head.in_features)
-    out = np.zeros((len(token_ids), hidden), dtype=np.float32)
-    order = by_length(token_ids)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        ids, mask = pad([token_ids[i] for i in idx], pad_id)
-        with autocast():
-            pooled = network.embed(ids.to(device), mask.to(device))
-        out[idx] = pooled.float().cpu().numpy()
-    return out
+def infer(view: Predictor, token_ids: list[list[int]]) -> np.ndarray:
+    """Class probabilities in eval mode (the training loop leaves the network in train mode)."""
+    view.network.eval()
+    return view.probabilities_from_ids(token_ids)
 
 
 def init_head(
@@ -342,9 +330,16 @@ def fit(
     index = {label: i for i, label in enumerate(labels)}
     device = choose_device(args.device)
     threads = configure_cpu(args.threads) if device.type == "cpu" else torch.get_num_threads()
+    # threads=None on the CPU: the count is measured on the run's own steps (training.threads).
+    tuner = (
+        ThreadTuner(thread_candidates(threads))
+        if device.type == "cpu" and args.threads is None
+        else None
+    )
     seed_everything(args.seed)
     rng = np.random.default_rng(args.seed)
     autocast = autocast_for(device, args.cpu_bf16)
+    mixed = autocast is not nullcontext
 
     tokenizer, encoder = load_base(base_model_path)
     network = build_network(encoder, len(labels), args).to(device)
@@ -356,14 +351,20 @@ def fit(
     lengths = [len(ids) for ids in train_ids]
     loaded = time.monotonic()
 
-    eval_kw: dict[str, Any] = {"pad_id": pid, "device": device, "batch_size": args.eval_batch_size}
+    # Validation is scored in fp32, as the fp32 serving path; the head-init embeddings
+    # (the whole training slice) in bf16 autocast where training itself uses it.
+    view = serving_view(network, tokenizer, labels, args.max_length, args.eval_batch_size)
     # The adapter is a no-op before training (LoRA B = 0): embed with the base encoder alone.
     if args.head_init != "random":
+        embed_precision = "bf16-autocast" if device.type == "cpu" and mixed else "fp32"
+        embedder = serving_view(
+            network, tokenizer, labels, args.max_length, args.eval_batch_size, embed_precision
+        )
         with cast(Any, network.encoder).disable_adapter():
-            init_embeddings = embed(network, train_ids, autocast=autocast, **eval_kw)
+            init_embeddings = embedder.embeddings_from_ids(train_ids)
         init_head(network.head, init_embeddings, y_train, len(labels), args)
-        del init_embeddings
-    init_validation = scores(y_val, infer_probabilities(network, val_ids, **eval_kw))
+        del init_embeddings, embedder
+    init_validation = scores(y_val, infer(view, val_ids))
     head_ready = time.monotonic()
     log.info(
         "training_started",
@@ -372,7 +373,7 @@ def fit(
         labels=len(labels),
         device=device.type,
         threads=threads,
-        mixed_precision=autocast is not nullcontext,
+        mixed_precision=mixed,
         head_init=args.head_init,
         init_val_macro_f1=round(init_validation["macro_f1"], 4),
         mean_tokens=round(float(np.mean(lengths)), 1) if lengths else 0.0,
@@ -393,6 +394,7 @@ def fit(
     if args.max_steps is not None:
         total = min(total, args.max_steps)
     plan = Plan(total, args.warmup_ratio, args.schedule)
+    planned_steps = total
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor)
     weight = class_weights(y_train, len(labels)) if args.imbalance == "class_weight" else None
     loss_fn = nn.CrossEntropyLoss(
@@ -424,7 +426,7 @@ def fit(
         """Score validation, keep the best; True when patience is exhausted."""
         nonlocal since_best, eval_seconds
         eval_started = time.monotonic()
-        probs = infer_probabilities(network, val_ids, **eval_kw)  # fp32, as served
+        probs = infer(view, val_ids)  # fp32, as served
         val = scores(y_val, probs)
         record = {
             "step": float(step),
@@ -461,6 +463,9 @@ def fit(
                 order, lengths, args.batch_size, group_by_length=args.length_grouping, rng=rng
             )
             for batch in batches:
+                if tuner is not None:
+                    tuner.before_step(step)
+                step_started = time.perf_counter()
                 network.train()
                 ids, mask = pad([train_ids[i] for i in batch], pid)
                 target = torch.from_numpy(y_train[batch]).to(device)
@@ -478,6 +483,8 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if tuner is not None:
+                    tuner.after_step(step, time.perf_counter() - step_started)
                 step += 1
                 running.append(float(loss.detach()))
                 bar.update(1)
@@ -518,7 +525,13 @@ def fit(
     best.restore(network)
     network.eval()
     trained = time.monotonic()
-    gap = _train_gap(network, train_ids, y_train, best.record, rng, args, eval_kw)
+    budget = epoch_budget(step, per_epoch, planned_steps, args, stopped)
+    if tuner is not None:
+        budget["thread_choices"] = tuner.choices
+        log.info("training_threads", candidates=tuner.candidates, choices=tuner.choices)
+    if budget["cut_by_time"]:
+        log.warning("time_budget_cut_training", **budget)
+    gap = _train_gap(view, train_ids, y_train, best.record, rng, args)
     log.info(
         "training_finished",
         steps=step,
@@ -551,25 +564,40 @@ def fit(
             "loop_s": round(trained - head_ready, 2),
             "threads": float(threads),
             "label_counts_min": float(min(Counter(y_train.tolist()).values(), default=0)),
+            "seconds_per_step": round((trained - loop_started) / max(step, 1), 4),
         },
+        budget=budget,
     )
 
 
+def epoch_budget(
+    steps: int, per_epoch: int, planned_steps: int, args: TrainingArgs, stopped: str
+) -> dict[str, Any]:
+    """How many epochs ran of those planned, and whether a time budget cut them."""
+    return {
+        "epochs_planned": round(planned_steps / per_epoch, 3),
+        "epochs_run": round(steps / per_epoch, 3),
+        "steps_planned": planned_steps,
+        "steps_run": steps,
+        "max_train_minutes": args.max_train_minutes,
+        "cut_by_time": stopped in ("time_budget", "time_limit"),
+    }
+
+
 def _train_gap(
-    network: TicketClassifier,
+    view: Predictor,
     train_ids: list[list[int]],
     y_train: np.ndarray,
     best: dict[str, float],
     rng: np.random.Generator,
     args: TrainingArgs,
-    eval_kw: dict[str, Any],
 ) -> dict[str, float]:
     """Scores on (a sample of) the training slice next to validation, best checkpoint."""
     if args.gap_sample == 0 or not train_ids:
         return {}
     take = min(args.gap_sample, len(train_ids))
     sample = np.sort(rng.choice(len(train_ids), size=take, replace=False))
-    probs = infer_probabilities(network, [train_ids[i] for i in sample], **eval_kw)
+    probs = infer(view, [train_ids[i] for i in sample])
     train_scores = scores(y_train[sample], probs)
     val_acc = best.get("val_accuracy", 0.0)
     val_f1 = best.get("val_macro_f1", 0.0)
