@@ -38,27 +38,12 @@ from consumer.kafka import Record
 from consumer.model_store import Thresholds
 from consumer.predictor import Prediction
 from consumer.settings import Settings
-from tests.chaos_helpers import (
-    EXPECTED_REASON,
-    HOSTILE_KINDS,
-    SCALE,
-    Figures,
-    OutputReader,
-    ServiceProcess,
-    Zygote,
-    assert_commit_not_past_output,
-    chaos_env,
-    chaos_model_dir,  # noqa: F401 - fixture
-    chaos_spawner,  # noqa: F401 - fixture
-    chaos_summary,  # noqa: F401 - fixture
-    committed,
-    good_ticket,
-    hostile_payload,
-    produce_landed,
-    record_figures,
-    scaled,
-    tally,
-)
+from tests.chaos.figures import SCALE, Figures, record_figures, scaled
+from tests.chaos.producing import produce_landed
+from tests.chaos.reading import OutputReader, assert_commit_not_past_output, committed, tally
+from tests.chaos.service import ServiceProcess, chaos_env
+from tests.chaos.tickets import EXPECTED_REASON, HOSTILE_KINDS, good_ticket, hostile_payload
+from tests.chaos.zygote import Zygote
 
 pytestmark = [pytest.mark.chaos]
 
@@ -551,8 +536,8 @@ def _hostile_items(
 @pytest.mark.integration
 def test_hostile_stream_end_to_end(
     settings: Settings,
-    chaos_model_dir: Path,  # noqa: F811
-    chaos_spawner: Zygote | None,  # noqa: F811
+    chaos_model_dir: Path,
+    chaos_spawner: Zygote | None,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()
@@ -613,8 +598,8 @@ def test_hostile_stream_end_to_end(
 @pytest.mark.integration
 def test_garbage_stream_trips_the_dead_letter_rate_limit(
     settings: Settings,
-    chaos_model_dir: Path,  # noqa: F811
-    chaos_spawner: Zygote | None,  # noqa: F811
+    chaos_model_dir: Path,
+    chaos_spawner: Zygote | None,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()

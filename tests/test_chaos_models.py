@@ -22,20 +22,12 @@ from consumer.metrics import Metrics
 from consumer.model_store import CURRENT, ModelLoadError, load_model, promote
 from consumer.reload import ModelWatcher
 from consumer.settings import ModelSettings, Settings
-from tests.chaos_helpers import (
-    EventLog,
-    Figures,
-    ServiceProcess,
-    Zygote,
-    chaos_env,
-    chaos_model_dir,  # noqa: F401 - fixture
-    chaos_spawner,  # noqa: F401 - fixture
-    chaos_summary,  # noqa: F401 - fixture
-    committed,
-    good_ticket,
-    produce_landed,
-    record_figures,
-)
+from tests.chaos.figures import Figures, record_figures
+from tests.chaos.producing import produce_landed
+from tests.chaos.reading import committed
+from tests.chaos.service import EventLog, ServiceProcess, chaos_env
+from tests.chaos.tickets import good_ticket
+from tests.chaos.zygote import Zygote
 
 pytestmark = [pytest.mark.chaos]
 
@@ -111,7 +103,7 @@ _REFUSED: dict[str, str] = {}
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_bad_model_folder_is_refused(
     variant: str,
-    chaos_model_dir: Path,  # noqa: F811
+    chaos_model_dir: Path,
     tmp_path: Path,
 ) -> None:
     folder, marker = _bad_copy(chaos_model_dir, tmp_path, variant)
@@ -129,7 +121,7 @@ def test_bad_model_folder_is_refused(
 @pytest.mark.parametrize("variant", ["pickle-head-pt", "truncated-head"])
 def test_hot_reload_refuses_a_bad_version_and_keeps_serving(
     variant: str,
-    chaos_model_dir: Path,  # noqa: F811
+    chaos_model_dir: Path,
     tmp_path: Path,
 ) -> None:
     store = tmp_path / "store"
@@ -154,8 +146,8 @@ def test_hot_reload_refuses_a_bad_version_and_keeps_serving(
 @pytest.mark.integration
 def test_service_refuses_a_pickle_model_and_consumes_nothing(
     settings: Settings,
-    chaos_model_dir: Path,  # noqa: F811
-    chaos_spawner: Zygote | None,  # noqa: F811
+    chaos_model_dir: Path,
+    chaos_spawner: Zygote | None,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()
