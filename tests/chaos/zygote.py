@@ -15,9 +15,13 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consumer.settings import Settings
+
+if TYPE_CHECKING:
+    from consumer.__main__ import PredictorLoader
+    from consumer.predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,9 +119,9 @@ class Zygote:
 # starting Python. This process imports ``consumer.__main__`` and loads the model once, then
 # forks one child per request; the child runs ``consumer.__main__.main([])`` (the very code
 # path of ``python -m consumer``: settings from the environment, signal handlers, the service,
-# its exit code) with its stdout/stderr on a log file. Only ``load_predictor`` is short-cut to
-# the preloaded predictor, and only for the preloaded model folder; any other folder takes the
-# real loading path in the child.
+# its exit code) with its stdout/stderr on a log file. Only the model loading differs: ``main``
+# is given a ``load_predictor`` that returns the preloaded predictor for the preloaded model
+# folder; any other folder takes the real loading path in the child (nothing is patched).
 #
 # Protocol (JSON lines): the parent writes ``{"env": {...}, "log": "/path"}`` and reads
 # ``{"pid": N}``; whenever a child ends it reads ``{"exit": N, "code": C}`` (``-9`` after
@@ -128,7 +132,7 @@ class Zygote:
 # Usage: ``python -m tests.chaos.zygote MODEL_DIR``.
 
 
-def _zygote_child(request: dict[str, Any]) -> None:
+def _zygote_child(request: dict[str, Any], load: PredictorLoader) -> None:
     """In the forked child: become ``python -m consumer`` with the requested environment."""
     fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -149,7 +153,7 @@ def _zygote_child(request: dict[str, Any]) -> None:
         consumer.settings.get_settings.cache_clear()
         from consumer.__main__ import main
 
-        code = main([])
+        code = main([], load_predictor=load)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -173,15 +177,12 @@ def zygote_main(model_dir: Path) -> int:
     preloaded = consumer.service.load_predictor(
         settings.model_copy(update={"model": settings.model.model_copy(update={"path": model_dir})})
     )
-    real_load = consumer.service.load_predictor
 
-    def load_predictor(settings: Settings) -> Any:
+    def load(settings: Settings) -> Predictor:
         from consumer.model_store import resolve_model_dir
 
         folder = resolve_model_dir(settings.model.store, settings.model.path)
-        return preloaded if folder == model_dir else real_load(settings)
-
-    consumer.service.load_predictor = load_predictor  # type: ignore[assignment]
+        return preloaded if folder == model_dir else consumer.service.load_predictor(settings)
 
     out = sys.stdout
     out.write(json.dumps({"ready": True}) + "\n")
@@ -214,7 +215,7 @@ def zygote_main(model_dir: Path) -> int:
             request = json.loads(line)
             pid = os.fork()
             if pid == 0:
-                _zygote_child(request)
+                _zygote_child(request, load)
             children.add(pid)
             out.write(json.dumps({"pid": pid}) + "\n")
             out.flush()
