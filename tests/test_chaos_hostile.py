@@ -187,9 +187,7 @@ class Harness:
         key = f"k{offset}".encode()
         return Record(RAW, 0, offset, key, value, (("trace", b"\xff\x00"),), 1_700_000_000_000)
 
-    def run(
-        self, batch: list[tuple[str, bytes | None, set[str | None]]], faults: FaultDraw
-    ) -> None:
+    def run(self, batch: list[Payload], faults: FaultDraw) -> None:
         records = []
         for _, value, _ in batch:
             records.append(self._record(value, self.offset))
@@ -501,7 +499,7 @@ def test_fuzz_every_payload_gets_exactly_one_output_under_delivery_failures() ->
         ],
     )
     @given(batch=st.lists(payloads(), min_size=1, max_size=4), data=st.data())
-    def fuzz(batch: list[tuple[str, bytes | None, set[str | None]]], data: st.DataObject) -> None:
+    def fuzz(batch: list[Payload], data: st.DataObject) -> None:
         seen.update(kind for kind, _, _ in batch)
         harness.run(batch, lambda _output: data.draw(_faults))
 
