@@ -12,6 +12,8 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from consumer.errors import ExitCode
 from consumer.events import SCHEMA_DIR, json_schemas, write_schemas
@@ -20,13 +22,19 @@ from consumer.logs import configure_logging, get_logger
 from consumer.model_store import ModelLoadError
 from consumer.settings import Settings
 
+if TYPE_CHECKING:
+    from consumer.predictor import Predictor
 
-def run_service(settings: Settings) -> int:
+PredictorLoader = Callable[[Settings], "Predictor"]
+
+
+def run_service(settings: Settings, load: PredictorLoader | None = None) -> int:
+    """Serve; ``load`` replaces ``load_predictor`` (a fork server that preloaded the model)."""
     from consumer.service import ClassifierService, load_predictor
 
     log = get_logger("consumer")
     try:
-        predictor = load_predictor(settings)
+        predictor = (load or load_predictor)(settings)
     except ModelLoadError as exc:
         log.error("model_unavailable", error=str(exc))
         print(f"ticketsort: cannot start: {exc}", file=sys.stderr)
@@ -61,7 +69,7 @@ def check_schemas() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, load_predictor: PredictorLoader | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m consumer", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the classification service (the default)")
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_schemas():
             print(path)
         return 0
-    return run_service(settings)
+    return run_service(settings, load_predictor)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from consumer.kafka import ensure_topics
 from consumer.settings import KafkaSettings, Settings, TopicSettings
 
-pytest_plugins = ["tests.fixtures_model"]
+pytest_plugins = ["tests.fixtures_model", "tests.chaos.plugin"]
 
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = REPO.parent / "shared" / "datasets"

@@ -27,24 +27,13 @@ import pytest
 
 from consumer.kafka import ensure_topics
 from consumer.settings import KafkaSettings, Settings, TopicSettings
-from tests.chaos_helpers import (
-    SCALE,
-    OutputReader,
-    PrivateBroker,
-    ServiceProcess,
-    StreamProducer,
-    Zygote,
-    chaos_env,
-    chaos_model_dir,  # noqa: F401 - fixture
-    chaos_spawner,  # noqa: F401 - fixture
-    chaos_summary,  # noqa: F401 - fixture
-    committed,
-    good_ticket,
-    kafka_extra,
-    record_figures,
-    scaled,
-    tally,
-)
+from tests.chaos.broker import PrivateBroker
+from tests.chaos.figures import SCALE, record_figures, scaled
+from tests.chaos.producing import StreamProducer
+from tests.chaos.reading import OutputReader, committed, tally
+from tests.chaos.service import ServiceProcess, chaos_env, kafka_extra
+from tests.chaos.tickets import good_ticket
+from tests.chaos.zygote import Zygote
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
@@ -121,8 +110,8 @@ def private_broker(tmp_path: Path) -> PrivateBroker:
 
 def test_broker_sigterm_and_sigkill_mid_stream(
     private_broker: PrivateBroker,
-    chaos_model_dir: Path,  # noqa: F811
-    chaos_spawner: Zygote | None,  # noqa: F811
+    chaos_model_dir: Path,
+    chaos_spawner: Zygote | None,
     tmp_path: Path,
     unique: str,
 ) -> None:

@@ -20,27 +20,12 @@ import pytest
 
 from consumer.kafka import ensure_topics
 from consumer.settings import Settings
-from tests.chaos_helpers import (
-    SCALE,
-    Figures,
-    Landed,
-    OutputReader,
-    ServiceProcess,
-    StreamProducer,
-    Zygote,
-    chaos_env,
-    chaos_model_dir,  # noqa: F401 - fixture
-    chaos_spawner,  # noqa: F401 - fixture
-    chaos_summary,  # noqa: F401 - fixture
-    committed,
-    good_ticket,
-    hostile_payload,
-    kafka_extra,
-    produce_landed,
-    record_figures,
-    scaled,
-    tally,
-)
+from tests.chaos.figures import SCALE, Figures, record_figures, scaled
+from tests.chaos.producing import Landed, StreamProducer, produce_landed
+from tests.chaos.reading import OutputReader, committed, tally
+from tests.chaos.service import ServiceProcess, chaos_env, kafka_extra
+from tests.chaos.tickets import good_ticket, hostile_payload
+from tests.chaos.zygote import Zygote
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
@@ -76,8 +61,8 @@ def _throughput(service: ServiceProcess) -> float | None:
 def test_sigkill_at_random_moments_then_restart(
     processing: str,
     settings: Settings,
-    chaos_model_dir: Path,  # noqa: F811
-    chaos_spawner: Zygote | None,  # noqa: F811
+    chaos_model_dir: Path,
+    chaos_spawner: Zygote | None,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()
@@ -187,8 +172,8 @@ def test_sigkill_at_random_moments_then_restart(
 )
 def test_throughput_cost_of_exactly_once(
     settings: Settings,
-    chaos_model_dir: Path,  # noqa: F811
-    chaos_spawner: Zygote | None,  # noqa: F811
+    chaos_model_dir: Path,
+    chaos_spawner: Zygote | None,
     tmp_path: Path,
 ) -> None:
     """The same backlog through each mode (default batching); records per second."""

@@ -27,21 +27,11 @@ from confluent_kafka.admin import (
 )
 
 from consumer.settings import Settings
-from tests.chaos_helpers import (
-    EventLog,
-    OutputReader,
-    ServiceThread,
-    assert_commit_not_past_output,
-    chaos_model_dir,  # noqa: F401 - fixture
-    chaos_predictor,  # noqa: F401 - fixture
-    chaos_summary,  # noqa: F401 - fixture
-    committed,
-    good_ticket,
-    produce_landed,
-    record_figures,
-    scaled,
-    tally,
-)
+from tests.chaos.figures import record_figures, scaled
+from tests.chaos.producing import produce_landed
+from tests.chaos.reading import OutputReader, assert_commit_not_past_output, committed, tally
+from tests.chaos.service import EventLog, ServiceThread
+from tests.chaos.tickets import good_ticket
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
@@ -74,7 +64,7 @@ def test_output_topic_refuses_writes_then_recovers(
     trouble: str,
     processing: str,
     settings: Settings,
-    chaos_predictor: Any,  # noqa: F811
+    chaos_predictor: Any,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()

@@ -3,8 +3,12 @@
 * ``test_fuzz_*`` (no broker): hypothesis generates 10,000+ malformed payloads (not JSON,
   invalid UTF-8, huge, deeply nested, nulls, control characters, emoji/RTL/CJK text, wrong
   types, missing or extra fields) mixed with good tickets, and feeds them in batches through
-  the service's own ``ClassifierService._process`` (validation, cleaning, routing, dead-letter
-  envelopes, serialisation, offset tracking) with the real tokenizer and a stand-in model.
+  the public parts: ``BatchStep.process`` (validation, cleaning, routing, dead-letter
+  envelopes, serialisation; the real tokenizer and a stand-in model) must give exactly one
+  output of the right kind per record, and an ``AtLeastOnceSink`` whose (fake) producer fails
+  a random subset of deliveries, a few times or for ever, must still deliver exactly one
+  output per record (a dead letter for one refused for ever) and never commit past an
+  undelivered one.
 * ``test_hostile_stream_end_to_end``: a few thousand of them with good tickets through the
   real broker and a real ``python -m consumer``: it never dies, and each record gets exactly
   one output, dead letters with the reason its kind calls for.
@@ -23,42 +27,31 @@ import secrets
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from confluent_kafka import KafkaError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumer.batch_step import BatchStep
 from consumer.dead_letter import MAX_ERROR_MESSAGE
 from consumer.events import ClassifiedTicket, DeadLetter, RawTicket, ReviewRequest
 from consumer.kafka import Record
+from consumer.metrics import Metrics
 from consumer.model_store import Thresholds
+from consumer.outputs import BatchResult, Output
 from consumer.predictor import Prediction
 from consumer.settings import Settings
-from tests.chaos_helpers import (
-    EXPECTED_REASON,
-    HOSTILE_KINDS,
-    SCALE,
-    Figures,
-    OutputReader,
-    ServiceProcess,
-    Zygote,
-    assert_commit_not_past_output,
-    chaos_env,
-    chaos_model_dir,  # noqa: F401 - fixture
-    chaos_spawner,  # noqa: F401 - fixture
-    chaos_summary,  # noqa: F401 - fixture
-    committed,
-    good_ticket,
-    hostile_payload,
-    produce_landed,
-    record_figures,
-    scaled,
-    tally,
-)
+from consumer.sinks import AtLeastOnceSink
+from tests.chaos.figures import SCALE, Figures, record_figures, scaled
+from tests.chaos.producing import produce_landed
+from tests.chaos.reading import OutputReader, assert_commit_not_past_output, committed, tally
+from tests.chaos.service import ServiceProcess, chaos_env
+from tests.chaos.tickets import EXPECTED_REASON, HOSTILE_KINDS, good_ticket, hostile_payload
+from tests.chaos.zygote import Zygote
+from tests.fakes import FakeConsumer, FakeProducer, size_error
 
 pytestmark = [pytest.mark.chaos]
 
@@ -110,117 +103,180 @@ class StandInPredictor:
         return out
 
 
-@dataclass
-class Sent:
-    topic: str
-    value: bytes
-    key: bytes | None
-    headers: list[tuple[str, bytes]]
+Payload = tuple[str, bytes | None, set[str | None]]  # (kind, value, reasons allowed)
+Fault = int  # how many times an output's delivery fails before it lands; NEVER: every time
+NEVER = -1
+RAW = "fuzz.raw"
 
 
-class RecordingProducer:
-    """Stands in for the Kafka producer: records outputs, reports them delivered at poll()."""
+def _fuzz_settings() -> Settings:
+    base = Settings(_env_file=None)  # type: ignore[call-arg]
+    return base.model_copy(
+        update={
+            "topics": base.topics.model_copy(update={"raw": RAW}),
+            "validation": base.validation.model_copy(
+                update={"max_body_bytes": FUZZ_MAX_BODY, "dead_letter_max_ratio": 1.0}
+            ),
+            # A retry is due at once (the backoff is a microsecond): no clock to patch.
+            "consumer": base.consumer.model_copy(
+                update={"metrics_port": 0, "retry_backoff_max_s": 1e-6}
+            ),
+        }
+    )
+
+
+class FaultPlan:
+    """Decides each delivery attempt: an output fails its first ``fault`` attempts, or all.
+
+    Keyed by the output's bytes (identical outputs share a plan). A NEVER output is refused
+    as too large, as a broker refuses a poison record; transient faults are timeouts.
+    """
 
     def __init__(self) -> None:
-        self.sent: list[Sent] = []
-        self._pending: list[Callable[[Any, Any], None]] = []
+        self.faults: dict[tuple[str, bytes, bytes | None], Fault] = {}
+        self.attempts: Counter[tuple[str, bytes, bytes | None]] = Counter()
+        self.injected = 0
 
-    def produce(
-        self,
-        topic: str,
-        value: bytes,
-        key: Any = None,
-        headers: Any = None,
-        on_delivery: Callable[[Any, Any], None] | None = None,
-    ) -> None:
-        assert isinstance(value, bytes)
-        self.sent.append(Sent(topic, value, key, list(headers or [])))
-        if on_delivery is not None:
-            self._pending.append(on_delivery)
-
-    def poll(self, _timeout: float = 0.0) -> int:
-        pending, self._pending = self._pending, []
-        for callback in pending:
-            callback(None, None)
-        return len(pending)
-
-    def take_failures(self) -> list[tuple[str, str]]:
-        return []
-
-    def __len__(self) -> int:
-        return len(self._pending)
+    def refuse(self, topic: str, value: bytes, key: bytes | None) -> KafkaError | None:
+        content = (topic, value, key)
+        fault = self.faults.get(content, 0)
+        self.attempts[content] += 1
+        if fault == NEVER:
+            self.injected += 1
+            return size_error()
+        if self.attempts[content] <= fault:
+            self.injected += 1
+            return KafkaError(KafkaError._MSG_TIMED_OUT, "Local: Message timed out")
+        return None
 
 
 class Harness:
-    """A ClassifierService that never connects: ``_process`` on batches of records."""
+    """The public parts on batches of records: ``BatchStep.process``, then an
+    ``AtLeastOnceSink`` whose producer fails deliveries as the fuzzer says."""
 
     def __init__(self, predictor: StandInPredictor) -> None:
-        from consumer.service import ClassifierService
-
-        base = Settings(_env_file=None)  # type: ignore[call-arg]
-        cfg = base.model_copy(
-            update={
-                "validation": base.validation.model_copy(
-                    update={"max_body_bytes": FUZZ_MAX_BODY, "dead_letter_max_ratio": 1.0}
-                ),
-                "consumer": base.consumer.model_copy(update={"metrics_port": 0}),
-            }
-        )
-        self.settings = cfg
-        self.service = ClassifierService(cfg, predictor)  # type: ignore[arg-type]
-        self.producer = RecordingProducer()
-        self.service.producer = self.producer  # type: ignore[assignment]
+        self.settings = _fuzz_settings()
+        self.step = BatchStep(self.settings, predictor)  # type: ignore[arg-type]
+        self.metrics = Metrics()
         self.offset = 0
+        self.inputs = 0
         self.counts: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        self.lost = 0
+        self.duplicated = 0
+        self.failures_injected = 0
+        self.poison_dead_lettered = 0
+        # One good ticket the stand-in model classifies, one it sends to review, one garbage
+        # record: they follow every batch, so each output topic takes traffic after the
+        # batch's own first failures (what tells a poison output from an outage).
+        self.companions = self._companions()
 
-    def run(self, batch: list[tuple[str, bytes | None, set[str | None]]]) -> None:
-        topics = self.settings.topics
+    def _companions(self) -> list[bytes]:
+        found: dict[str, bytes] = {"dead_letter": b"{"}
+        for i in range(200):
+            value = json.dumps({"id": f"companion-{i}", "body": f"order {i} broke"}).encode()
+            (output,) = self.step.process([self._record(value, 0)]).outputs
+            found.setdefault(output.route, value)
+            if len(found) == 3:
+                return list(found.values())
+        raise AssertionError(f"no companion tickets for every route: {sorted(found)}")
+
+    def _record(self, value: bytes | None, offset: int) -> Record:
+        key = f"k{offset}".encode()
+        return Record(RAW, 0, offset, key, value, (("trace", b"\xff\x00"),), 1_700_000_000_000)
+
+    def run(self, batch: list[Payload], faults: list[Fault]) -> None:
+        """``faults[i]``: how often the output of ``batch[i]`` fails to be delivered."""
         records = []
-        for key, value, _ in batch:
-            records.append(
-                Record(
-                    topics.raw,
-                    0,
-                    self.offset,
-                    key.encode(),
-                    value,
-                    (("trace", b"\xff\x00"),),
-                    1_700_000_000_000,
-                )
-            )
+        for _, value, _ in batch:
+            records.append(self._record(value, self.offset))
             self.offset += 1
-        before = len(self.producer.sent)
-        self.service.assigned.add((topics.raw, 0))
-        self.service._process(records)
-        self.producer.poll()
-        sent = self.producer.sent[before:]
-        # Exactly one output per record. Dead letters name their source offset; routed
-        # outputs (keyed by ticket id) follow the order of the records that were not.
-        assert len(sent) == len(records), (len(sent), len(records))
-        dead = {}
-        for s in sent:
-            if s.topic == topics.dead_letter:
-                offset = DeadLetter.model_validate_json(s.value).source_offset
-                assert offset not in dead, f"two dead letters for offset {offset}"
-                dead[offset] = s
-        routed = iter([s for s in sent if s.topic != topics.dead_letter])
-        for record, (_key, value, expected) in zip(records, batch, strict=True):
-            out = dead.get(record.offset) or next(routed)
-            self._check(record, value, expected, out)
-        # Everything was delivered, so the commit may move to the end, and no further.
-        committable = self.service.tracker.committable()
-        assert committable.get((topics.raw, 0)) == self.offset, committable
-        self.service.tracker.mark_committed(committable)
+        # 1. The batch step: exactly one output per record, in record order, of the right kind.
+        result = self.step.process(records)
+        assert len(result.outputs) == len(records), (len(result.outputs), len(records))
+        for record, output, (_, value, expected) in zip(
+            records, result.outputs, batch, strict=True
+        ):
+            assert output.record is record, (output.source, record)
+            self._check(record, value, expected, output)
+        # 2. Delivery with faults: exactly one delivered output per record, and the commit
+        #    never past a record whose output is not delivered yet.
+        companions = [self._record(v, self.offset + i) for i, v in enumerate(self.companions)]
+        self.offset += len(companions)
+        companion_result = self.step.process(companions)
+        plan = FaultPlan()
+        for output, fault in zip(result.outputs, faults, strict=True):
+            plan.faults.setdefault((output.topic, output.value, output.key), fault)
+        for output in companion_result.outputs:  # fail once, land on the retry
+            plan.faults[(output.topic, output.value, output.key)] = 1
+        self._deliver(result, companion_result, plan)
+        self.failures_injected += plan.injected
+
+    def _deliver(self, result: BatchResult, companions: BatchResult, plan: FaultPlan) -> None:
+        producer = FakeProducer(plan.refuse)
+        consumer = FakeConsumer()
+        delivered: list[Output] = []
+        sink = AtLeastOnceSink(self.settings, producer, consumer, self.metrics, delivered.append)
+        records = result.records + companions.records
+        sink.publish(result)
+        sink.publish(companions)
+        for _turn in range(200):
+            sink.service()
+            self._check_commit(records, delivered, consumer)
+            if sink.in_flight() == 0 and not sink.uncommitted():
+                break
+        sink.close()
+        self._check_commit(records, delivered, consumer)
+        # What the producer reports delivered is what the sink saw delivered, nothing else.
+        assert Counter((t, v, k) for t, v, k, _ in producer.delivered) == Counter(
+            (o.topic, o.value, o.key) for o in delivered
+        )
+        per_record: dict[int, list[Output]] = {}
+        for output in delivered:
+            per_record.setdefault(output.record.offset, []).append(output)
+        for record, original in zip(result.records, result.outputs, strict=True):
+            outs = per_record.get(record.offset, [])
+            if not outs:
+                self.lost += 1
+                continue
+            self.duplicated += len(outs) - 1
+            final = outs[-1]
+            if plan.faults[(original.topic, original.value, original.key)] == NEVER:
+                # Refused every time while its topic took others: a dead letter says so.
+                assert final.topic == self.settings.topics.dead_letter, (final.topic, original)
+                event = DeadLetter.model_validate_json(final.value)
+                assert event.source_offset == record.offset
+                assert "refused" in event.error_message, event.error_message
+                self.poison_dead_lettered += 1
+            else:
+                assert final is original, (final.source, final.topic, original.topic)
+            self.counts[final.route] += 1
+        committed = consumer.committed_offsets.get((RAW, 0))
+        assert committed == records[-1].offset + 1, (committed, records[-1].offset)
+        assert self.lost == 0 and self.duplicated == 0, (self.lost, self.duplicated)
+        self.inputs += len(result.records)
+
+    @staticmethod
+    def _check_commit(
+        records: list[Record], delivered: list[Output], consumer: FakeConsumer
+    ) -> None:
+        done = {o.record.offset for o in delivered}
+        committed = consumer.committed_offsets.get((RAW, 0), -1)
+        undelivered = [r.offset for r in records if r.offset not in done]
+        if undelivered:
+            assert committed <= min(undelivered), (
+                f"committed {committed}, past undelivered offset {min(undelivered)}"
+            )
 
     def _check(
-        self, record: Record, value: bytes | None, expected: set[str | None], out: Sent
+        self, record: Record, value: bytes | None, expected: set[str | None], out: Output
     ) -> None:
         topics = self.settings.topics
         limit = topics.max_message_bytes
         size = len(out.value) + len(out.key or b"") + sum(len(k) + len(v) for k, v in out.headers)
         assert size <= limit, f"{out.topic} message of {size} bytes, over {limit}"
         if out.topic == topics.dead_letter:
+            assert out.route == "dead_letter"
             json.loads(out.value, parse_constant=_not_json)
             event = DeadLetter.model_validate_json(out.value)
             assert event.error_type in REASONS, event.error_type
@@ -237,12 +293,12 @@ class Harness:
             headers = dict(out.headers)
             assert headers["ticketsort.error.type"] == event.error_type.encode()
             assert headers["original.trace"] == b"\xff\x00"
-            self.counts["dead_letter"] += 1
             self.reasons[event.error_type] += 1
             return
         assert None in expected, f"expected a dead letter {expected}, got {out.topic}"
         model = ClassifiedTicket if out.topic == topics.classified else ReviewRequest
         assert out.topic in (topics.classified, topics.review), out.topic
+        assert out.route == ("classified" if model is ClassifiedTicket else "review")
         event = model.model_validate_json(out.value)
         assert out.key == event.ticket.id.encode()  # outputs are keyed by the ticket id
         json.loads(out.value, parse_constant=_not_json)  # strict JSON for any reader
@@ -253,7 +309,6 @@ class Harness:
         assert event.ticket.model_dump(exclude={"created_at"}) == canonical.model_dump(
             exclude={"created_at"}
         )
-        self.counts["classified" if model is ClassifiedTicket else "review"] += 1
 
 
 def _not_json(constant: str) -> None:
@@ -420,81 +475,79 @@ def payloads(draw: st.DrawFn) -> tuple[str, bytes | None, set[str | None]]:
     return kind, draw(st.sampled_from([None, b""])), {"empty_record"}
 
 
-_HARNESS: list[Harness] = []
-_STARTED: list[float] = []
-_SEEN: Counter[str] = Counter()
+QUIET_LOGGERS = ("consumer.service", "consumer.batch_step", "consumer.sinks.at_least_once")
+_faults = st.sampled_from([0, 0, 0, 1, 2, 3, NEVER])
 
 
-@pytest.fixture(scope="module")
-def harness() -> Harness:
-    logging.getLogger("consumer.service").setLevel(logging.WARNING)  # 10,000 "batch" lines
+@pytest.mark.slow  # a minute or two: not in `make test-fast`
+def test_fuzz_every_payload_gets_exactly_one_output_under_delivery_failures() -> None:
+    """10,000 hypothesis batches through the batch step and the at-least-once sink, with
+    deliveries that fail a few times or for ever; then the run's figures (counted)."""
+    started = time.monotonic()
+    harness = Harness(StandInPredictor())
+    seen: Counter[str] = Counter()
+
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
+    @given(batch=st.lists(payloads(), min_size=1, max_size=4), data=st.data())
+    def fuzz(batch: list[Payload], data: st.DataObject) -> None:
+        # Drawn first: hypothesis drops an example whose draws overrun its buffer, and the
+        # harness counts only what it checked.
+        faults = data.draw(st.lists(_faults, min_size=len(batch), max_size=len(batch)))
+        harness.run(batch, faults)
+        seen.update(kind for kind, _, _ in batch)
+
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    for name in QUIET_LOGGERS:  # thousands of "batch" and "delivery_failed" lines
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        _STARTED.append(time.monotonic())
-        _HARNESS.append(Harness(StandInPredictor()))
-        yield _HARNESS[-1]  # type: ignore[misc]
+        fuzz()
     finally:
-        logging.getLogger("consumer.service").setLevel(logging.NOTSET)
-
-
-@pytest.mark.slow  # ~20 s: not in `make test-fast`
-@settings(
-    max_examples=FUZZ_EXAMPLES,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.large_base_example,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
-@given(batch=st.lists(payloads(), min_size=1, max_size=4))
-def test_fuzz_every_payload_gets_exactly_one_valid_output(
-    harness: Harness, batch: list[tuple[str, bytes | None, set[str | None]]]
-) -> None:
-    keyed = []
-    for kind, value, expected in batch:
-        _SEEN[kind] += 1
-        keyed.append((f"k{harness.offset + len(keyed)}", value, expected))
-    harness.run(keyed)
-
-
-@pytest.mark.slow
-def test_fuzz_figures(harness: Harness) -> None:
-    """Runs after the fuzzer (file order): its totals, and that 10,000+ payloads were checked."""
-    total = sum(_SEEN.values())
-    if total == 0:
-        pytest.skip("the fuzzer did not run in this session")
-    record_figures(
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    total = sum(seen.values())
+    fig = record_figures(
         Figures(
-            scenario="fuzz in-process (hypothesis)",
-            inputs=total,
+            scenario="fuzz in-process (hypothesis), deliveries failing",
+            inputs=harness.inputs,
             classified=harness.counts["classified"],
             review=harness.counts["review"],
             dead_letter=harness.counts["dead_letter"],
-            seconds=time.monotonic() - _STARTED[0],
-            notes={"malformed": total - _SEEN["good"], **dict(harness.reasons)},
+            lost=harness.lost,
+            duplicated=harness.duplicated,
+            seconds=time.monotonic() - started,
+            notes={
+                "malformed": total - seen["good"],
+                "failed_deliveries": harness.failures_injected,
+                "poison_dead_lettered": harness.poison_dead_lettered,
+                **dict(harness.reasons),
+            },
         )
     )
-    assert total - _SEEN["good"] >= 10_000 * min(SCALE, 1) * 0.8, _SEEN
-    assert sum(harness.counts.values()) == total
+    assert fig.lost == 0 and fig.duplicated == 0
+    assert harness.inputs == total  # every payload the fuzzer drew was checked
+    assert fig.outputs == total
+    assert total - seen["good"] >= 10_000 * min(SCALE, 1) * 0.8, seen
+    assert harness.failures_injected > 0 and harness.poison_dead_lettered > 0
 
 
 def test_oversized_record_dead_letter_fits_the_topic() -> None:
     """A record near the raw topic's 1 MB limit must still fit the dead-letter topic."""
-    from consumer.service import ClassifierService
-
     base = Settings(_env_file=None)  # type: ignore[call-arg]
-    service = ClassifierService(base, StandInPredictor())  # type: ignore[arg-type]
-    producer = RecordingProducer()
-    service.producer = producer  # type: ignore[assignment]
-    service.assigned.add((base.topics.raw, 0))
+    step = BatchStep(base, StandInPredictor())  # type: ignore[arg-type]
     size = base.topics.max_message_bytes - 1000
     value = json.dumps({**GOOD_BASE, "body": "Z" * size}).encode()[:size]
-    service._process([Record(base.topics.raw, 0, 7, b"big", value, (), None)])
-    (sent,) = producer.sent
-    total = len(sent.value) + len(sent.key or b"") + sum(len(k) + len(v) for k, v in sent.headers)
+    (sent,) = step.process([Record(base.topics.raw, 0, 7, b"big", value, (), None)]).outputs
     assert sent.topic == base.topics.dead_letter
-    assert total <= base.topics.max_message_bytes, f"dead letter of {total} bytes"
+    assert sent.size <= base.topics.max_message_bytes, f"dead letter of {sent.size} bytes"
     event = DeadLetter.model_validate_json(sent.value)
     assert event.error_type == "too_large" and event.original_size == len(value)
     kept = base64.b64decode(event.original_value or "")
@@ -551,8 +604,8 @@ def _hostile_items(
 @pytest.mark.integration
 def test_hostile_stream_end_to_end(
     settings: Settings,
-    chaos_model_dir: Path,  # noqa: F811
-    chaos_spawner: Zygote | None,  # noqa: F811
+    chaos_model_dir: Path,
+    chaos_spawner: Zygote | None,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()
@@ -613,8 +666,8 @@ def test_hostile_stream_end_to_end(
 @pytest.mark.integration
 def test_garbage_stream_trips_the_dead_letter_rate_limit(
     settings: Settings,
-    chaos_model_dir: Path,  # noqa: F811
-    chaos_spawner: Zygote | None,  # noqa: F811
+    chaos_model_dir: Path,
+    chaos_spawner: Zygote | None,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()
@@ -634,7 +687,8 @@ def test_garbage_stream_trips_the_dead_letter_rate_limit(
     finally:
         service.stop()
     assert code == 4, service.tail()
-    assert service.events("dead_letter_rate_exceeded"), service.tail()
+    failed = [e.get("error_type") for e in service.events("service_failed")]
+    assert failed == ["DeadLetterRateExceeded"], service.tail()
     assert service.events("service_stopped"), "a clean stop: totals logged, clients closed"
     reader = OutputReader(settings)
     try:
@@ -642,18 +696,23 @@ def test_garbage_stream_trips_the_dead_letter_rate_limit(
     finally:
         reader.close()
     offsets = committed(settings.kafka, settings.kafka.group_id, settings.topics.raw, 3)
-    below = assert_commit_not_past_output(landed, set(out.keys()), offsets)
+    delivered = set(out.keys())
     consumed = sum(int(e["size"]) for e in service.events("batch"))
     fig = tally("garbage stream -> exit 4", landed, out, started)
     # Records past the commit were never consumed (the stop came first): they wait in the
-    # topic for the next start, so they are not lost. Lost = committed without output = 0.
+    # topic for the next start, so they are not lost. Lost = below the commit without output.
+    below = [x for x in landed if x.offset < offsets.get(x.partition, -1)]
+    fig.lost = sum(1 for x in below if x.key not in delivered)
     fig.notes = {
         "exit_code": code,
         "consumed": consumed,
-        "committed_prefix": below,
-        "left_unconsumed": fig.lost,
+        "committed_prefix": len(below),
+        "left_unconsumed": sum(1 for x in landed if x not in below and x.key not in delivered),
     }
-    fig.lost = 0
     record_figures(fig)
+    assert fig.lost == 0, (
+        f"committed offsets {offsets} are past {fig.lost} record(s) without output"
+    )
+    assert fig.duplicated == 0
     assert window <= consumed < len(landed), "stopped after one window, not at the end"
-    assert below >= window // 2, "the delivered prefix was committed before stopping"
+    assert len(below) >= window // 2, "the delivered prefix was committed before stopping"

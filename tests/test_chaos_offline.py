@@ -28,22 +28,12 @@ import pytest
 
 from consumer.kafka import ensure_topics
 from consumer.settings import Settings
-from tests.chaos_helpers import (
-    SCALE,
-    Figures,
-    OutputReader,
-    ServiceProcess,
-    ServiceThread,
-    Zygote,
-    chaos_env,
-    chaos_model_dir,  # noqa: F401 - fixture
-    chaos_spawner,  # noqa: F401 - fixture
-    chaos_summary,  # noqa: F401 - fixture
-    good_ticket,
-    produce_landed,
-    record_figures,
-    tally,
-)
+from tests.chaos.figures import SCALE, Figures, record_figures
+from tests.chaos.producing import produce_landed
+from tests.chaos.reading import OutputReader, tally
+from tests.chaos.service import ServiceProcess, ServiceThread, chaos_env
+from tests.chaos.tickets import good_ticket
+from tests.chaos.zygote import Zygote
 
 pytestmark = [pytest.mark.chaos]
 
@@ -182,7 +172,7 @@ def test_guard_blocks_the_internet(guard: NetworkGuard) -> None:
 def test_classification_and_service_stay_on_the_machine(
     guard: NetworkGuard,
     settings: Settings,
-    chaos_model_dir: Path,  # noqa: F811
+    chaos_model_dir: Path,
 ) -> None:
     from consumer.model_store import load_model
     from consumer.predictor import Predictor
@@ -264,8 +254,8 @@ def test_training_step_stays_on_the_machine(guard: NetworkGuard, tmp_path: Path)
 @pytest.mark.integration
 def test_ticket_text_never_reaches_the_logs(
     settings: Settings,
-    chaos_model_dir: Path,  # noqa: F811
-    chaos_spawner: Zygote | None,  # noqa: F811
+    chaos_model_dir: Path,
+    chaos_spawner: Zygote | None,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()

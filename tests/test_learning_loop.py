@@ -117,7 +117,7 @@ def test_review_train_promote_hot_reload(
         assert {p: committed[p] for p in ends if ends[p]} == {p: e for p, e in ends.items() if e}
 
         # 3. Training on the archive (history + the reviewers' labels) makes a new version.
-        seed_archive(cfg, 240, seed=5)
+        seeded = seed_archive(cfg, 240, seed=5)
         from training.args import TrainingArgs
         from training.pipeline import run_training
 
@@ -126,8 +126,16 @@ def test_review_train_promote_hot_reload(
         )
         result = run_training(cfg, args, source="archive", force=True, progress=False)
         assert result.promoted and result.version != first_version
-        snapshot_ids = result.metrics.get("data", {})
-        del snapshot_ids
+        # It read the history and every reviewer's label, and a reviewed ticket that made it
+        # into the data carries the reviewer's label (it wins over any older one).
+        assert result.metrics["data"]["records_in"] == seeded + len(labeled), result.metrics["data"]
+        assert result.split is not None
+        split = result.split
+        trained = {e.ticket_id: e.label for e in (*split.train, *split.validation, *split.test)}
+        by_reviewer = {t.ticket.id: t.label for t in labeled}
+        kept = {i: trained[i] for i in by_reviewer if i in trained}
+        assert kept, f"no reviewed ticket reached the training data: {result.metrics['data']}"
+        assert kept == {i: by_reviewer[i] for i in kept}
 
         # 4. The running consumer swaps to it without a restart; later tickets carry it.
         assert wait_until(lambda: service.predictor.version == result.version, 120)
@@ -154,8 +162,13 @@ def test_review_train_promote_hot_reload(
         manifest["version"] = "v-broken"
         (broken / "manifest.json").write_text(json.dumps(manifest))
         promote(store, broken)
-        refused = service.metrics.model_reloads.labels(result="failure")
-        assert wait_until(lambda: refused._value.get() >= 1, 60)
+        registry = service.metrics.registry
+        failure = {"result": "failure"}
+
+        def refusals() -> float:
+            return registry.get_sample_value("ticketsort_model_reloads_total", failure) or 0.0
+
+        assert wait_until(lambda: refusals() >= 1, 60)
         produce_values(cfg.kafka, cfg.topics.raw, tickets("late", 2))
         assert wait_until(lambda: service.totals["consumed"] >= 12)
         assert service.predictor.version == result.version

@@ -190,7 +190,8 @@ def test_sigterm_mid_stream_then_restart_loses_nothing(
             proc.kill()
     assert set(ids) == {k for k, _, _ in good}, "nothing lost"
     duplicates = sum(c - 1 for c in ids.values())
-    assert duplicates <= 8, f"{duplicates} duplicates: more than the batch in flight"
+    # A clean stop delivers and commits what is in flight before it exits: nothing repeats.
+    assert duplicates == 0, f"{duplicates} outputs repeated after a clean SIGTERM"
 
 
 def test_second_consumer_takes_over_partitions_without_loss(
