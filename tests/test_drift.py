@@ -246,8 +246,8 @@ def test_the_service_exports_the_model_distribution_and_counts_delivered_outputs
     from consumer.predictor import Predictor
     from consumer.service import ClassifierService
     from consumer.settings import Settings
-    from tests.chaos_helpers import LABELS as MODEL_LABELS
-    from tests.chaos_helpers import write_untrained_model
+    from tests.chaos.models import LABELS as MODEL_LABELS
+    from tests.chaos.models import write_untrained_model
     from tests.fakes import FakeConsumer, FakeProducer
 
     folder = write_untrained_model(tmp_path / "v-wired")

@@ -14,7 +14,7 @@ from consumer.metrics import Metrics
 from consumer.model_store import promote
 from consumer.reload import ModelWatcher, content_identity
 from consumer.settings import ModelSettings
-from tests.chaos_helpers import write_untrained_model
+from tests.chaos.models import write_untrained_model
 
 pytestmark = pytest.mark.slow
 

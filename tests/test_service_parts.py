@@ -24,7 +24,7 @@ from consumer.model_store import load_model
 from consumer.predictor import Predictor
 from consumer.service import ClassifierService, transactional_id
 from consumer.settings import Settings
-from tests.chaos_helpers import write_untrained_model
+from tests.chaos.models import write_untrained_model
 from tests.fakes import FakeConsumer, FakeProducer, record
 
 pytestmark = [pytest.mark.integration]

@@ -35,9 +35,13 @@ def _sink(
 ) -> tuple[AtLeastOnceSink, list[Output]]:
     delivered: list[Output] = []
     sink = AtLeastOnceSink(
-        _settings(**consumer_settings), producer, consumer, Metrics(), delivered.append
+        _settings(**consumer_settings),
+        producer,
+        consumer,
+        Metrics(),
+        delivered.append,
+        clock=_Clock(),
     )
-    sink._now = _Clock()  # type: ignore[method-assign]
     return sink, delivered
 
 
@@ -55,7 +59,9 @@ class _Clock:
 def _run(sink: AtLeastOnceSink, producer: FakeProducer, turns: int = 40) -> None:
     for _ in range(turns):
         producer.poll()
-        sink._now.t += 60  # type: ignore[attr-defined]
+        clock = sink._now
+        assert isinstance(clock, _Clock)
+        clock.t += 60
         sink.service()
         producer.poll()
 

@@ -13,6 +13,7 @@ outage, where nothing reaches a topic, is retried for as long as it lasts (issue
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import confluent_kafka
@@ -72,6 +73,8 @@ class AtLeastOnceSink:
         committer: CommitClient,
         metrics: Metrics,
         on_delivered: Delivered,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.producer = producer
@@ -83,7 +86,7 @@ class AtLeastOnceSink:
         self._last_delivered: dict[str, float] = {}  # topic -> when an output last landed
         self._first_failed: dict[int, float] = {}  # id(output) -> its first failure
         self._last_commit = 0.0
-        self._now = time.monotonic
+        self._now = clock  # monotonic seconds (a test moves it on instead of sleeping)
 
     # Sink interface ---------------------------------------------------------------------
     def start(self) -> None:
