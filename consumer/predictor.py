@@ -4,6 +4,11 @@ GPU when there is one (half precision, pinned host memory, large chunks); on
 the CPU, dynamic int8 quantization when training measured it safe for this
 model (``int8_safe`` in the manifest), else fp32. Within a batch, texts are
 sorted by token length and run in chunks so little time goes to padding.
+
+The same forward pass yields the pooled embedding; when the model folder has
+novelty statistics (``consumer.novelty``) each prediction carries its novelty
+score, and a grouped head (``consumer.label_groups``) is served as buckets by
+summing fine-label probabilities (the fine label rides along).
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from consumer.model_store import LoadedModel
+from consumer.novelty import NoveltyScorer
 from consumer.settings import ModelSettings
 
 Device = Literal["cpu", "cuda"]
@@ -29,6 +35,20 @@ class Prediction:
     category: str
     confidence: float
     top: list[tuple[str, float]]
+    # Distance to the training data (higher: more novel); None when the model has no statistics.
+    novelty: float | None = None
+    # A grouped head's most probable fine label within ``category``; None for a plain head.
+    fine_label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """What one forward pass gives, input order kept."""
+
+    probs: np.ndarray  # (n, served labels)
+    novelty: np.ndarray | None = None  # (n,)
+    fine_probs: np.ndarray | None = None  # (n, fine labels) of a grouped head
+    embeddings: np.ndarray | None = None  # (n, dim), only when asked for
 
 
 def choose_device(wanted: str) -> Device:
@@ -92,7 +112,8 @@ class Predictor:
     ) -> None:
         settings = settings or ModelSettings()
         self.model = model
-        self.labels = model.labels
+        self.labels = model.served_labels
+        self.fine_labels = list(model.labels)
         self.version = model.version
         self.device: Device = choose_device(settings.device)
         self.precision: Precision = choose_precision(
@@ -108,6 +129,13 @@ class Predictor:
         self.tokenizer = model.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.network = prepare_network(model.network, self.device, self.precision)
+        self.novelty = model.novelty.to(self.device) if model.novelty is not None else None
+        self._group_matrix = model.groups.matrix(self.device) if model.groups is not None else None
+        self._group_index = model.groups.index() if model.groups is not None else None
+
+    def set_novelty(self, scorer: NoveltyScorer | None) -> None:
+        """Score novelty with ``scorer`` from now on (training attaches a freshly fitted one)."""
+        self.novelty = scorer.to(self.device) if scorer is not None else None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -115,6 +143,8 @@ class Predictor:
             "device": self.device,
             "precision": self.precision,
             "labels": len(self.labels),
+            "grouped_from": len(self.fine_labels) if self._group_matrix is not None else None,
+            "novelty": self.novelty.method if self.novelty is not None else None,
             "threads": torch.get_num_threads(),
         }
 
@@ -143,32 +173,80 @@ class Predictor:
         return ids_t, mask_t
 
     @torch.inference_mode()
-    def probabilities_from_ids(self, token_ids: list[list[int]]) -> np.ndarray:
-        """Class probabilities (n, labels) for pre-tokenized texts, input order kept."""
+    def outputs_from_ids(self, token_ids: list[list[int]], *, embeddings: bool = False) -> Outputs:
+        """Probabilities (and novelty, fine probabilities, embeddings) in one forward pass."""
         n = len(token_ids)
-        out = np.zeros((n, len(self.labels)), dtype=np.float32)
-        if n == 0:
-            return out
+        grouped = self._group_matrix is not None
+        probs = np.zeros((n, len(self.labels)), dtype=np.float32)
+        fine = np.zeros((n, len(self.fine_labels)), dtype=np.float32) if grouped else None
+        novelty = np.zeros(n, dtype=np.float32) if self.novelty is not None else None
+        pooled_out: np.ndarray | None = None
+        need_pooled = embeddings or self.novelty is not None
         order = sorted(range(n), key=lambda i: len(token_ids[i]))
         for start in range(0, n, self.chunk_size):
             idx = order[start : start + self.chunk_size]
             ids, mask = self._padded([token_ids[i] for i in idx])
-            logits = self.network(ids, mask)
-            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-            out[idx] = probs
-        return out
+            if need_pooled:
+                logits, pooled = cast(Any, self.network).logits_and_embedding(ids, mask)
+            else:
+                logits, pooled = self.network(ids, mask), None
+            chunk = torch.softmax(logits.float(), dim=-1)
+            if self._group_matrix is not None and fine is not None:
+                fine[idx] = chunk.cpu().numpy()
+                chunk = chunk @ self._group_matrix
+            probs[idx] = chunk.cpu().numpy()
+            if pooled is not None:
+                if self.novelty is not None and novelty is not None:
+                    novelty[idx] = self.novelty.score_tensor(pooled).cpu().numpy()
+                if embeddings:
+                    if pooled_out is None:
+                        pooled_out = np.zeros((n, pooled.shape[1]), dtype=np.float32)
+                    pooled_out[idx] = pooled.float().cpu().numpy()
+        return Outputs(probs, novelty, fine, pooled_out)
+
+    def probabilities_from_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        """Class probabilities (n, served labels) for pre-tokenized texts, input order kept."""
+        return self.outputs_from_ids(token_ids).probs
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         return self.probabilities_from_ids(self.tokenize(texts))
 
-    def predictions_from_probabilities(self, probs: np.ndarray, top_k: int = 3) -> list[Prediction]:
+    def outputs(self, texts: Sequence[str], *, embeddings: bool = False) -> Outputs:
+        return self.outputs_from_ids(self.tokenize(texts), embeddings=embeddings)
+
+    def predictions_from_probabilities(
+        self,
+        probs: np.ndarray,
+        top_k: int = 3,
+        *,
+        novelty: np.ndarray | None = None,
+        fine_probs: np.ndarray | None = None,
+    ) -> list[Prediction]:
         k = min(top_k, probs.shape[1])
         top_idx = np.argsort(-probs, axis=1)[:, :k]
+        fine_top = None
+        if fine_probs is not None and self._group_index is not None:
+            # The most probable fine label within the served bucket.
+            inside = self._group_index[None, :] == top_idx[:, :1]
+            fine_top = np.where(inside, fine_probs, -1.0).argmax(axis=1)
         out = []
-        for row, idx in zip(probs, top_idx, strict=True):
+        for i, (row, idx) in enumerate(zip(probs, top_idx, strict=True)):
             top = [(self.labels[j], float(row[j])) for j in idx]
-            out.append(Prediction(category=top[0][0], confidence=top[0][1], top=top))
+            out.append(
+                Prediction(
+                    category=top[0][0],
+                    confidence=top[0][1],
+                    top=top,
+                    novelty=float(novelty[i]) if novelty is not None else None,
+                    fine_label=self.fine_labels[fine_top[i]] if fine_top is not None else None,
+                )
+            )
         return out
 
+    def predictions_from_outputs(self, outputs: Outputs, top_k: int = 3) -> list[Prediction]:
+        return self.predictions_from_probabilities(
+            outputs.probs, top_k, novelty=outputs.novelty, fine_probs=outputs.fine_probs
+        )
+
     def predict(self, texts: Sequence[str], top_k: int = 3) -> list[Prediction]:
-        return self.predictions_from_probabilities(self.probabilities(texts), top_k)
+        return self.predictions_from_outputs(self.outputs(texts), top_k)
