@@ -42,6 +42,7 @@ from training.split import hash_unit
 DATASETS = REPO_ROOT.parent / "shared" / "datasets" / "banking77"
 TASKS = ("coarse11", "intents77", "oos", "small10")
 SMALL_PER_LABEL = 10
+OOS_PNG = "banking77-oos-curve.png"
 SMALL_SEED = 77
 MD_START = "<!-- training:banking77:start -->"
 MD_END = "<!-- training:banking77:end -->"
@@ -329,7 +330,7 @@ def _oos_lines(r: dict[str, Any]) -> list[str]:
         "",
         f"The curve (novelty quantile 0.5 to 1.0; `{r['png']}`, also in the model's report.md):",
         "",
-        "![leave-buckets-out curve](bench-results/banking77-oos-curve.png)",
+        f"![leave-buckets-out curve](docs/{OOS_PNG})",
         "",
     ]
     return lines
@@ -406,36 +407,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_file = subset_csv(train_file, ns.train_fraction, Path(tmp))
         if ns.test_fraction < 1:
             test_file = subset_csv(test_file, ns.test_fraction, Path(tmp))
-        runs = [
-            run_task(task, args, ns.datasets, ns.store, train_file, test_file)
-            for task in (ns.task or TASKS)
-        ]
-    results: dict[str, Any] = {
-        "command": " ".join(
-            [".venv/bin/python -m training.bench_banking77", *(argv or sys.argv[1:])]
-        ),
-        "overrides": overrides,
-        "args": args.model_dump(mode="json"),
-        "train_fraction": ns.train_fraction,
-        "test_fraction": ns.test_fraction,
-        "machine": machine(),
-        "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "quick": ns.quick,
-        "out": os.path.relpath(ns.out, REPO_ROOT),
-        **{run["task"]: run for run in runs},
-    }
-    ns.out.parent.mkdir(parents=True, exist_ok=True)
-    ns.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    for r in runs:
-        if r["task"] == "oos":
-            from training.bench_oos import copy_png
+        results: dict[str, Any] = {
+            "command": " ".join(
+                [".venv/bin/python -m training.bench_banking77", *(argv or sys.argv[1:])]
+            ),
+            "overrides": overrides,
+            "args": args.model_dump(mode="json"),
+            "train_fraction": ns.train_fraction,
+            "test_fraction": ns.test_fraction,
+            "quick": ns.quick,
+            "out": os.path.relpath(ns.out, REPO_ROOT),
+        }
+        # Written after every task: a long run that fails late keeps what it measured.
+        for task in ns.task or TASKS:
+            r = run_task(task, args, ns.datasets, ns.store, train_file, test_file)
+            results[task] = r
+            results["machine"] = machine()
+            results["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            ns.out.parent.mkdir(parents=True, exist_ok=True)
+            ns.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+            if task == "oos":
+                from training.bench_oos import copy_png
 
-            copy_png(Path(r["png"]), ns.out.parent / "banking77-oos-curve.png")
-            print(json.dumps({"task": "oos", "operating_point": r["operating_point"]}))
-            continue
-        print(json.dumps({"task": r["task"], "ours": r["ours"], "baseline": r["baseline"]}))
-    if ns.update_md:
-        update_benchmarks_md(ns.update_md, markdown(results))
+                copy_png(Path(r["png"]), ns.out.parent / OOS_PNG)
+                if ns.update_md:
+                    copy_png(Path(r["png"]), ns.update_md.parent / "docs" / OOS_PNG)
+                print(json.dumps({"task": "oos", "operating_point": r["operating_point"]}))
+            else:
+                print(json.dumps({"task": task, "ours": r["ours"], "baseline": r["baseline"]}))
+            if ns.update_md:
+                update_benchmarks_md(ns.update_md, markdown(results))
     return 0
 
 
