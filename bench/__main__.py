@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from bench import corpus, end_to_end, model_only, naive
+from bench import corpus, end_to_end, model_only, naive, novelty_cost
 from consumer.logs import configure_logging
 from consumer.model_store import load_model
 from consumer.predictor import Predictor
@@ -120,6 +120,10 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
             banking11_accuracy(predictor, 600 if quick else None), 4
         )
         print("banking77/11 accuracy", precision, out["precision_accuracy"][precision], flush=True)
+    out["novelty_cost"] = novelty_cost.measure(
+        model_dir, settings.model, texts[:1000], batch, seconds=seconds / 2, rounds=3
+    )
+    print("novelty cost", out["novelty_cost"], flush=True)
     auto = Predictor(load_model(model_dir), settings.model)
     out["auto_precision"] = auto.precision
     tokens = out["model_only"][f"{auto.precision}@{batch}"]["mean_tokens"]

@@ -401,7 +401,8 @@ def _finish(run: _Run) -> TrainResult:
         run.groups.save(partial)
     model = load_model(partial, settings.model.base_model)
     # int8 first: it quantizes a CPU copy; the fp32 predictor may then move the network.
-    val8 = score_with_predictor(make_predictor(model, "int8"), validation)
+    int8_predictor = make_predictor(model, "int8")
+    val8 = score_with_predictor(int8_predictor, validation)
     fp32 = make_predictor(model, "fp32", device=fitted.device)
     val32 = score_with_predictor(fp32, validation)
     int8 = _int8_check(val32, val8)
@@ -431,6 +432,13 @@ def _finish(run: _Run) -> TrainResult:
         )
         novelty.scorer.save(partial)
         fp32.set_novelty(novelty.scorer)
+        # Calibrated on fp32 embeddings; what int8 serving would flag on the same slice.
+        int8_predictor.set_novelty(novelty.scorer)
+        val8_novelty = score_with_predictor(int8_predictor, validation).novelty
+        if val8_novelty is not None:
+            novelty.report["int8_validation_flagged_share"] = float(
+                (val8_novelty > novelty.threshold).mean()
+            )
         thresholds = replace(thresholds, novelty=novelty.threshold)
     val_novelty = novelty.validation_scores if novelty is not None else None
     write_thresholds(partial, thresholds)
