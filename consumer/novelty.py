@@ -56,6 +56,21 @@ class NoveltyScorer:
         key = "means" if self.method == "mahalanobis" else "bank"
         return int(self.tensors[key].shape[1])
 
+    def scale_for(self, precision: str) -> float:
+        """Factor that puts scores computed at ``precision`` on the fp32 scale.
+
+        Quantized embeddings shift the distances (int8 flagged 2-3 times the
+        calibrated share of validation in one BANKING77 run), so training also
+        takes the quantile under int8 (``meta["thresholds"]``); scaling by the ratio
+        makes the one threshold in ``thresholds.json`` flag the calibrated share at
+        either precision. Precisions without their own quantile are not rescaled.
+        """
+        thresholds = self.meta.get("thresholds") or {}
+        base, own = thresholds.get("fp32"), thresholds.get(precision)
+        if not base or not own or precision == "fp32":
+            return 1.0
+        return float(base) / float(own)
+
     def to(self, device: str | torch.device) -> NoveltyScorer:
         tensors = {name: t.to(device) for name, t in self.tensors.items()}
         if self.method == "knn":

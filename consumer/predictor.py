@@ -129,13 +129,16 @@ class Predictor:
         self.tokenizer = model.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.network = prepare_network(model.network, self.device, self.precision)
-        self.novelty = model.novelty.to(self.device) if model.novelty is not None else None
+        self.novelty: NoveltyScorer | None = None
+        self._novelty_scale = 1.0
+        self.set_novelty(model.novelty)
         self._group_matrix = model.groups.matrix(self.device) if model.groups is not None else None
         self._group_index = model.groups.index() if model.groups is not None else None
 
     def set_novelty(self, scorer: NoveltyScorer | None) -> None:
         """Score novelty with ``scorer`` from now on (training attaches a freshly fitted one)."""
         self.novelty = scorer.to(self.device) if scorer is not None else None
+        self._novelty_scale = scorer.scale_for(self.precision) if scorer is not None else 1.0
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -197,7 +200,8 @@ class Predictor:
             probs[idx] = chunk.cpu().numpy()
             if pooled is not None:
                 if self.novelty is not None and novelty is not None:
-                    novelty[idx] = self.novelty.score_tensor(pooled).cpu().numpy()
+                    raw = self.novelty.score_tensor(pooled).cpu().numpy()
+                    novelty[idx] = raw * self._novelty_scale
                 if embeddings:
                     if pooled_out is None:
                         pooled_out = np.zeros((n, pooled.shape[1]), dtype=np.float32)

@@ -137,3 +137,12 @@ def test_label_groups_sum_probabilities_within_buckets(tmp_path: Path) -> None:
     assert load_groups(tmp_path, fine) == groups
     with pytest.raises(LabelGroupsError, match="without a bucket"):
         load_groups(tmp_path, [*fine, "new_intent"])
+
+
+def test_scores_at_another_precision_are_put_on_the_fp32_scale() -> None:
+    x, y = clusters(seed=4)
+    scorer = fit_mahalanobis(x, y)
+    assert scorer.scale_for("int8") == 1.0  # nothing calibrated at int8: no rescale
+    scorer.meta["thresholds"] = {"fp32": 10.0, "int8": 25.0}
+    assert scorer.scale_for("int8") == pytest.approx(0.4)
+    assert scorer.scale_for("fp32") == 1.0 and scorer.scale_for("bf16") == 1.0

@@ -17,7 +17,7 @@ from consumer.label_groups import LabelGroups
 from consumer.model_store import load_model
 from consumer.predictor import Predictor
 from consumer.service import ClassifierService
-from consumer.settings import Settings
+from consumer.settings import ModelSettings, Settings
 from producer_tools.synthetic import generate_tickets
 from tests.kafka_helpers import produce_values, read_topic
 
@@ -45,7 +45,7 @@ def test_training_stores_calibrated_novelty_and_serving_scores_it(trained_model_
 
     model = load_model(trained_model_dir)
     assert model.novelty is not None and model.thresholds.novelty == report["threshold"]
-    predictor = Predictor(model)
+    predictor = Predictor(model, ModelSettings(device="cpu", precision="fp32"))
     texts = usual_texts() + FAR_OFF
     outputs = predictor.outputs(texts, embeddings=True)
     assert outputs.novelty is not None and outputs.embeddings is not None
@@ -59,6 +59,17 @@ def test_training_stores_calibrated_novelty_and_serving_scores_it(trained_model_
     # Far-off texts are more novel than every usual ticket, and over the threshold.
     assert novelty[-len(FAR_OFF) :].min() > novelty[: -len(FAR_OFF)].max()
     assert novelty[-len(FAR_OFF) :].min() > report["threshold"]
+
+    # int8 serving: its own validation quantile puts its scores on the fp32 scale.
+    thresholds = model.novelty.meta["thresholds"]
+    assert thresholds["fp32"] == report["threshold"] and thresholds["int8"] > 0
+    int8 = Predictor(model, ModelSettings(device="cpu", precision="int8"))
+    out8 = int8.outputs(texts, embeddings=True)
+    assert out8.novelty is not None and out8.embeddings is not None
+    raw8 = model.novelty.score(out8.embeddings)
+    np.testing.assert_allclose(
+        out8.novelty, raw8 * thresholds["fp32"] / thresholds["int8"], rtol=1e-4, atol=1e-4
+    )
 
 
 def test_a_grouped_head_serves_buckets_by_summing_fine_probabilities(

@@ -32,6 +32,7 @@ from consumer.model_store import (
     write_model,
 )
 from consumer.modeling import resolve_base_model
+from consumer.novelty import quantile_threshold
 from consumer.settings import Settings
 from training import trainer
 from training.args import TrainingArgs
@@ -430,15 +431,19 @@ def _finish(run: _Run) -> TrainResult:
             quantile=args.novelty_quantile,
             k=args.novelty_k,
         )
-        novelty.scorer.save(partial)
         fp32.set_novelty(novelty.scorer)
-        # Calibrated on fp32 embeddings; what int8 serving would flag on the same slice.
+        # int8 embeddings shift the distances: the same quantile under int8, so that
+        # serving at either precision flags the calibrated share (NoveltyScorer.scale_for).
         int8_predictor.set_novelty(novelty.scorer)
         val8_novelty = score_with_predictor(int8_predictor, validation).novelty
         if val8_novelty is not None:
-            novelty.report["int8_validation_flagged_share"] = float(
+            threshold8 = quantile_threshold(val8_novelty, args.novelty_quantile)
+            novelty.scorer.meta["thresholds"] = {"fp32": novelty.threshold, "int8": threshold8}
+            novelty.report["int8_threshold"] = threshold8
+            novelty.report["int8_unscaled_validation_flagged_share"] = float(
                 (val8_novelty > novelty.threshold).mean()
             )
+        novelty.scorer.save(partial)
         thresholds = replace(thresholds, novelty=novelty.threshold)
     val_novelty = novelty.validation_scores if novelty is not None else None
     write_thresholds(partial, thresholds)

@@ -61,13 +61,18 @@ def _num(value: float | None, digits: int = 4) -> str:
 def _novelty_lines(novelty: dict[str, Any] | None, review: dict[str, Any]) -> list[str]:
     if not novelty:
         return []
-    int8 = novelty.get("int8_validation_flagged_share")
+    int8 = novelty.get("int8_unscaled_validation_flagged_share")
     return [
         "",
         f"Novelty ({novelty['method']}, fitted on {novelty['fit_examples']} training"
         f" embeddings): threshold {novelty['threshold']:.4g}, the {novelty['quantile']} quantile"
         f" of validation scores; flags {_pct(novelty['validation_flagged_share'])} of validation"
-        + (f" ({_pct(int8)} under int8 serving)" if int8 is not None else "")
+        + (
+            f" (int8 embeddings, unscaled: {_pct(int8)}; int8 serving rescales to the"
+            f" fp32 threshold with its own quantile {novelty['int8_threshold']:.4g})"
+            if int8 is not None
+            else ""
+        )
         + f" and {_pct(review.get('novel_share'))} of test (included in the review share above).",
     ]
 
