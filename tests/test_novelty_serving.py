@@ -150,3 +150,16 @@ def test_a_far_off_ticket_goes_to_review_as_novel_on_a_real_broker(
     assert all(c.novelty is not None for c in classified)
     assert len(classified) + len(reviews) == len(usual) + len(far)
     assert sum(c.ticket.id.startswith("usual") for c in classified) >= len(usual) - 1
+
+
+def test_a_corrupt_novelty_file_refuses_the_model_folder(
+    trained_model_dir: Path, tmp_path: Path
+) -> None:
+    from consumer.model_store import ModelLoadError
+    from consumer.novelty import TENSORS_FILE
+
+    folder = tmp_path / trained_model_dir.name
+    shutil.copytree(trained_model_dir, folder)
+    (folder / TENSORS_FILE).write_bytes(b"\x00 not safetensors")
+    with pytest.raises(ModelLoadError, match="novelty"):
+        load_model(folder)
