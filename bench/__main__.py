@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from bench import corpus, end_to_end, model_only, naive
+from bench import corpus, end_to_end, model_only, naive, novelty_cost
 from bench.load import measured
 from consumer.logs import configure_logging
 from consumer.model_store import load_model
@@ -131,6 +131,10 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
         )
         print("banking77/11 accuracy", precision, out["precision_accuracy"][precision], flush=True)
         del predictor
+    out["novelty_cost"] = novelty_cost.measure(
+        model_dir, settings.model, texts[:1000], batch, seconds=seconds / 2, rounds=3
+    )
+    print("novelty cost", out["novelty_cost"], flush=True)
     # The fast path as served: what `auto` picks on this machine (its own warm-up included).
     auto = Predictor(load_model(model_dir), settings.model)
     out["auto_precision"] = auto.precision

@@ -64,6 +64,20 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
             + ", ".join(f"{k} {_pct(v)}" for k, v in acc.items())
             + ".",
         ]
+    cost = speed.get("novelty_cost")
+    if cost:
+        lines += [
+            "",
+            f"Novelty score, model only at batch {cost['batch_size']} ({cost['precision']},"
+            f" interleaved rounds, medians; load average {cost['load_average']}): without"
+            f" {cost['without_tickets_per_s']} tickets/s; "
+            + "; ".join(
+                f"with {name} {row['tickets_per_s']} ({100 * row['cost_share']:+.1f}% cost)"
+                for name, row in cost.items()
+                if isinstance(row, dict) and "cost_share" in row
+            )
+            + " (budget: 5%).",
+        ]
     gflop = speed["flops_per_ticket"] / 1e9
     lines += [
         "",

@@ -3,7 +3,11 @@
 These models are the public API of ticketsort: routing services read
 ``ClassifiedTicket`` and ``ReviewRequest``, reviewers write ``LabeledTicket``.
 Each carries ``event_type`` and ``schema_version``; a change that removes or
-retypes a field bumps the version. ``python -m consumer schemas`` exports them
+retypes a field, or adds one, bumps the version. Added fields are optional and
+the current model still reads every older version of its event; the older
+contracts stay here (``*V1``) and stay exported, so a reader pinned to one can
+keep validating what it was written against. What a v1 reader can do with a
+v2 event is stated per event below. ``python -m consumer schemas`` exports them
 as JSON Schema into ``consumer/schemas/`` so services in other languages can
 validate what they read. Message keys are always the ticket id.
 """
@@ -77,21 +81,76 @@ class _Classification(_Event):
     classified_at: datetime = Field(default_factory=utcnow)
 
 
-class ClassifiedTicket(_Classification):
+class ClassifiedTicketV1(_Classification):
     """A confidently classified ticket on ``tickets.classified``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="ClassifiedTicket")
 
     event_type: Literal["ticket.classified"] = "ticket.classified"
     schema_version: Literal[1] = 1
 
 
-class ReviewRequest(_Classification):
+class ReviewRequestV1(_Classification):
     """A ticket the model is not sure about, on ``tickets.review``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="ReviewRequest")
 
     event_type: Literal["ticket.review"] = "ticket.review"
     schema_version: Literal[1] = 1
     reason: Literal["low_confidence", "requeued"] = "low_confidence"
     threshold: float = Field(ge=0, le=1)
     attempts: int = Field(default=0, ge=0, description="Times a reviewer skipped it.")
+
+
+_NOVELTY = Field(
+    default=None,
+    ge=0,
+    description=(
+        "Distance of the ticket's embedding to the model's training data (higher: less like"
+        " anything it was trained on); null when the model has no novelty statistics."
+    ),
+)
+_FINE_LABEL = Field(
+    default=None,
+    description="A grouped head's most probable fine label inside `category`; null otherwise.",
+)
+
+
+class ClassifiedTicket(_Classification):
+    """A confidently classified ticket on ``tickets.classified``.
+
+    v2 adds the optional ``novelty`` and ``fine_label``; every v1 field keeps its
+    name, type and meaning, so a v1 reader that ignores unknown fields and does
+    not pin ``schema_version`` reads v2 unchanged. v1 events still parse.
+    """
+
+    event_type: Literal["ticket.classified"] = "ticket.classified"
+    schema_version: Literal[1, 2] = 2
+    novelty: float | None = _NOVELTY
+    fine_label: str | None = _FINE_LABEL
+
+
+class ReviewRequest(_Classification):
+    """A ticket for a reviewer, on ``tickets.review``, with why it is there.
+
+    ``reason``: ``low_confidence`` (confidence under ``threshold``), ``novel``
+    (confident, but unlike the training data: ``novelty`` over
+    ``novelty_threshold``), ``requeued`` (a reviewer skipped it). v2 adds
+    ``novel`` and the optional ``novelty``, ``novelty_threshold`` and
+    ``fine_label``; a v1 reader that ignores unknown fields reads v2 events
+    except those whose reason is the new ``novel``. v1 events still parse.
+    """
+
+    event_type: Literal["ticket.review"] = "ticket.review"
+    schema_version: Literal[1, 2] = 2
+    reason: Literal["low_confidence", "novel", "requeued"] = "low_confidence"
+    threshold: float = Field(ge=0, le=1, description="The confidence threshold that applied.")
+    attempts: int = Field(default=0, ge=0, description="Times a reviewer skipped it.")
+    novelty: float | None = _NOVELTY
+    novelty_threshold: float | None = Field(
+        default=None, ge=0, description="The novelty threshold that applied; null: none did."
+    )
+    fine_label: str | None = _FINE_LABEL
 
 
 class LabeledTicket(_Event):
@@ -136,11 +195,18 @@ CONTRACTS: dict[str, type[_Event]] = {
     "dead_letter": DeadLetter,
 }
 
+# Older versions still exported, so readers pinned to them keep validating.
+PREVIOUS_CONTRACTS: dict[str, type[_Event]] = {
+    "classified_ticket": ClassifiedTicketV1,
+    "review_request": ReviewRequestV1,
+}
+
 
 def json_schemas() -> dict[str, str]:
     """File name -> JSON Schema text for every contract."""
     out: dict[str, str] = {}
-    for name, model in CONTRACTS.items():
+    contracts = [*PREVIOUS_CONTRACTS.items(), *CONTRACTS.items()]
+    for name, model in contracts:
         version = model.model_fields["schema_version"].default
         schema = model.model_json_schema(mode="serialization")
         schema["$id"] = f"https://ticketsort.local/schemas/{name}.v{version}.json"

@@ -4,7 +4,9 @@ A model folder (``models/<version>/``) holds::
 
     manifest.json        format, version, base model, labels, head, max_length, int8 check
     labels.json          the label list, index = class id
-    thresholds.json      review thresholds chosen on validation
+    thresholds.json      review thresholds chosen on validation (confidence; novelty)
+    novelty.safetensors, novelty.json   novelty statistics (optional; ``consumer.novelty``)
+    groups.json          fine label -> served bucket (optional; ``consumer.label_groups``)
     adapter/             the LoRA adapter (peft, safetensors)
     head.safetensors     the classification head
     tokenizer/           the tokenizer
@@ -33,7 +35,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from consumer.errors import ExitCode, TicketsortError
+from consumer.label_groups import LabelGroups, LabelGroupsError, load_groups
 from consumer.modeling import HeadConfig, TicketClassifier, resolve_base_model
+from consumer.novelty import NoveltyError, NoveltyScorer, load_novelty
 
 FORMAT = "ticketsort-model"
 FORMAT_VERSION = 1
@@ -51,17 +55,25 @@ class ModelLoadError(TicketsortError):
 class Thresholds:
     global_threshold: float
     per_category: dict[str, float] = field(default_factory=dict)
+    # Novelty scores above this go to review (reason "novel"); None: no novelty routing.
+    novelty: float | None = None
 
     def for_category(self, category: str) -> float:
         return self.per_category.get(category, self.global_threshold)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"global": self.global_threshold, "per_category": self.per_category}
+        out: dict[str, Any] = {"global": self.global_threshold, "per_category": self.per_category}
+        if self.novelty is not None:
+            out["novelty"] = self.novelty
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Thresholds:
+        novelty = data.get("novelty")
         return cls(
-            float(data["global"]), {k: float(v) for k, v in data.get("per_category", {}).items()}
+            float(data["global"]),
+            {k: float(v) for k, v in data.get("per_category", {}).items()},
+            None if novelty is None else float(novelty),
         )
 
 
@@ -74,6 +86,13 @@ class LoadedModel:
     manifest: dict[str, Any]
     network: TicketClassifier
     tokenizer: Any
+    novelty: NoveltyScorer | None = None
+    groups: LabelGroups | None = None
+
+    @property
+    def served_labels(self) -> list[str]:
+        """What serving routes to: the buckets of a grouped head, else the labels."""
+        return list(self.groups.served) if self.groups is not None else list(self.labels)
 
     @property
     def max_length(self) -> int:
@@ -233,6 +252,16 @@ def load_model(folder: Path, base_model: str | Path | None = None) -> LoadedMode
         )
     network.head.load_state_dict(head_state)
     network.eval()
+    try:
+        novelty = load_novelty(folder)
+        groups = load_groups(folder, labels)
+    except (NoveltyError, LabelGroupsError) as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if novelty is not None and novelty.dim != network.head.weight.shape[1]:
+        raise ModelLoadError(
+            f"{folder}: novelty statistics are {novelty.dim}-dimensional, the encoder"
+            f" {network.head.weight.shape[1]}"
+        )
     return LoadedModel(
         path=folder,
         version=str(manifest.get("version", folder.name)),
@@ -241,6 +270,8 @@ def load_model(folder: Path, base_model: str | Path | None = None) -> LoadedMode
         manifest=manifest,
         network=network,
         tokenizer=tokenizer,
+        novelty=novelty,
+        groups=groups,
     )
 
 

@@ -82,9 +82,15 @@ class TicketClassifier(nn.Module):
             pooled = nn.functional.normalize(pooled, dim=-1)
         return pooled
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        pooled = self.dropout(self.embed(input_ids, attention_mask))
-        logits = self.head(pooled)
+    def logits_and_embedding(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward pass: the logits and the pooled embedding they were computed from."""
+        pooled = self.embed(input_ids, attention_mask)
+        logits = self.head(self.dropout(pooled))
         if self.head_config.scale != 1.0:
             logits = logits * self.head_config.scale
-        return logits
+        return logits, pooled
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.logits_and_embedding(input_ids, attention_mask)[0]

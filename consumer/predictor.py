@@ -8,6 +8,11 @@ are sorted by token length and run in chunks so little time goes to padding.
 
 Training runs its own evaluations through this class too (``training.trainer``):
 one tokenizer call, one padding, one chunked inference loop for both.
+
+The same forward pass yields the pooled embedding; when the model folder has
+novelty statistics (``consumer.novelty``) each prediction carries its novelty
+score, and a grouped head (``consumer.label_groups``) is served as buckets by
+summing fine-label probabilities (the fine label rides along).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torch import nn
 from consumer import precision as serving_paths
 from consumer.logs import get_logger
 from consumer.model_store import LoadedModel
+from consumer.novelty import NoveltyScorer
 from consumer.settings import ModelSettings
 
 Device = Literal["cpu", "cuda"]
@@ -43,6 +49,20 @@ class Prediction:
     category: str
     confidence: float
     top: list[tuple[str, float]]
+    # Distance to the training data (higher: more novel); None when the model has no statistics.
+    novelty: float | None = None
+    # A grouped head's most probable fine label within ``category``; None for a plain head.
+    fine_label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """What one forward pass gives, input order kept."""
+
+    probs: np.ndarray  # (n, served labels)
+    novelty: np.ndarray | None = None  # (n,)
+    fine_probs: np.ndarray | None = None  # (n, fine labels) of a grouped head
+    embeddings: np.ndarray | None = None  # (n, dim), only when asked for
 
 
 def choose_device(wanted: str) -> Device:
@@ -152,7 +172,8 @@ class Predictor:
     ) -> None:
         settings = settings or ModelSettings()
         self.model = model
-        self.labels = model.labels
+        self.labels = model.served_labels
+        self.fine_labels = list(model.labels)
         self.version = model.version
         self.device: Device = choose_device(settings.device)
         if settings.threads:
@@ -192,6 +213,12 @@ class Predictor:
         else:
             self.network = prepare_network(model.network, self.spec)
         warmed.clear()
+        self.novelty: NoveltyScorer | None = None
+        self._novelty_scale = 1.0
+        self.set_novelty(model.novelty)
+        self._group_matrix = model.groups.matrix(self.device) if model.groups is not None else None
+        self._group_index = model.groups.index() if model.groups is not None else None
+
         log.info("serving_path_chosen", **self.describe())
 
     def _warm_up(self, networks: dict[str, nn.Module]) -> dict[str, float]:
@@ -204,6 +231,11 @@ class Predictor:
             vocab=int(getattr(self.tokenizer, "vocab_size", 30000)),
         )
 
+    def set_novelty(self, scorer: NoveltyScorer | None) -> None:
+        """Score novelty with ``scorer`` from now on (training attaches a freshly fitted one)."""
+        self.novelty = scorer.to(self.device) if scorer is not None else None
+        self._novelty_scale = scorer.scale_for(self.precision) if scorer is not None else 1.0
+
     def describe(self) -> dict[str, Any]:
         return {
             "model_version": self.version,
@@ -211,6 +243,8 @@ class Predictor:
             "precision": self.precision,
             "serving_path": self.choice.to_dict(),
             "labels": len(self.labels),
+            "grouped_from": len(self.fine_labels) if self._group_matrix is not None else None,
+            "novelty": self.novelty.method if self.novelty is not None else None,
             "threads": torch.get_num_threads(),
         }
 
@@ -225,18 +259,39 @@ class Predictor:
         return ids_t, mask_t
 
     @torch.inference_mode()
-    def probabilities_from_ids(self, token_ids: list[list[int]]) -> np.ndarray:
-        """Class probabilities (n, labels) for pre-tokenized texts, input order kept."""
+    def outputs_from_ids(self, token_ids: list[list[int]], *, embeddings: bool = False) -> Outputs:
+        """Probabilities (and novelty, fine probabilities, embeddings) in one forward pass."""
         n = len(token_ids)
-        out = np.zeros((n, len(self.labels)), dtype=np.float32)
-        if n == 0:
-            return out
+        grouped = self._group_matrix is not None
+        probs = np.zeros((n, len(self.labels)), dtype=np.float32)
+        fine = np.zeros((n, len(self.fine_labels)), dtype=np.float32) if grouped else None
+        novelty = np.zeros(n, dtype=np.float32) if self.novelty is not None else None
+        pooled_out: np.ndarray | None = None
+        need_pooled = embeddings or self.novelty is not None
         for idx, ids, mask in self._chunks(token_ids):
             with self._autocast():
-                logits = self.network(ids, mask)
-            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-            out[idx] = probs
-        return out
+                if need_pooled:
+                    logits, pooled = cast(Any, self.network).logits_and_embedding(ids, mask)
+                else:
+                    logits, pooled = self.network(ids, mask), None
+            chunk = torch.softmax(logits.float(), dim=-1)
+            if self._group_matrix is not None and fine is not None:
+                fine[idx] = chunk.cpu().numpy()
+                chunk = chunk @ self._group_matrix
+            probs[idx] = chunk.cpu().numpy()
+            if pooled is not None:
+                if self.novelty is not None and novelty is not None:
+                    raw = self.novelty.score_tensor(pooled.float()).cpu().numpy()
+                    novelty[idx] = raw * self._novelty_scale
+                if embeddings:
+                    if pooled_out is None:
+                        pooled_out = np.zeros((n, pooled.shape[1]), dtype=np.float32)
+                    pooled_out[idx] = pooled.float().cpu().numpy()
+        return Outputs(probs, novelty, fine, pooled_out)
+
+    def probabilities_from_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        """Class probabilities (n, served labels) for pre-tokenized texts, input order kept."""
+        return self.outputs_from_ids(token_ids).probs
 
     @torch.inference_mode()
     def embeddings_from_ids(self, token_ids: list[list[int]]) -> np.ndarray:
@@ -261,14 +316,42 @@ class Predictor:
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         return self.probabilities_from_ids(self.tokenize(texts))
 
-    def predictions_from_probabilities(self, probs: np.ndarray, top_k: int = 3) -> list[Prediction]:
+    def outputs(self, texts: Sequence[str], *, embeddings: bool = False) -> Outputs:
+        return self.outputs_from_ids(self.tokenize(texts), embeddings=embeddings)
+
+    def predictions_from_probabilities(
+        self,
+        probs: np.ndarray,
+        top_k: int = 3,
+        *,
+        novelty: np.ndarray | None = None,
+        fine_probs: np.ndarray | None = None,
+    ) -> list[Prediction]:
         k = min(top_k, probs.shape[1])
         top_idx = np.argsort(-probs, axis=1)[:, :k]
+        fine_top = None
+        if fine_probs is not None and self._group_index is not None:
+            # The most probable fine label within the served bucket.
+            inside = self._group_index[None, :] == top_idx[:, :1]
+            fine_top = np.where(inside, fine_probs, -1.0).argmax(axis=1)
         out = []
-        for row, idx in zip(probs, top_idx, strict=True):
+        for i, (row, idx) in enumerate(zip(probs, top_idx, strict=True)):
             top = [(self.labels[j], float(row[j])) for j in idx]
-            out.append(Prediction(category=top[0][0], confidence=top[0][1], top=top))
+            out.append(
+                Prediction(
+                    category=top[0][0],
+                    confidence=top[0][1],
+                    top=top,
+                    novelty=float(novelty[i]) if novelty is not None else None,
+                    fine_label=self.fine_labels[fine_top[i]] if fine_top is not None else None,
+                )
+            )
         return out
 
+    def predictions_from_outputs(self, outputs: Outputs, top_k: int = 3) -> list[Prediction]:
+        return self.predictions_from_probabilities(
+            outputs.probs, top_k, novelty=outputs.novelty, fine_probs=outputs.fine_probs
+        )
+
     def predict(self, texts: Sequence[str], top_k: int = 3) -> list[Prediction]:
-        return self.predictions_from_probabilities(self.probabilities(texts), top_k)
+        return self.predictions_from_outputs(self.outputs(texts), top_k)

@@ -1,4 +1,10 @@
-"""Turn a prediction into exactly one output event: classified or review."""
+"""Turn a prediction into exactly one output event: classified or review.
+
+Review when the confidence is under the category's threshold (reason
+``low_confidence``), or else when the ticket is unlike the training data: its
+novelty score over the model's novelty threshold (reason ``novel``), however
+confident the softmax is.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +24,21 @@ class Router:
             # An explicit global override wins over saved per-category values,
             # but explicit per-category settings win over it.
             per_category = dict(settings.per_category)
-        self.thresholds = Thresholds(global_threshold, per_category)
+        novelty = (
+            settings.novelty_threshold
+            if settings.novelty_threshold is not None
+            else thresholds.novelty
+        )
+        self.thresholds = Thresholds(
+            global_threshold, per_category, novelty if settings.novelty else None
+        )
 
     def threshold_for(self, category: str) -> float:
         return self.thresholds.for_category(category)
+
+    def is_novel(self, prediction: Prediction) -> bool:
+        limit = self.thresholds.novelty
+        return limit is not None and prediction.novelty is not None and prediction.novelty > limit
 
     def route(
         self, ticket: RawTicket, prediction: Prediction, model_version: str
@@ -29,13 +46,17 @@ class Router:
         scores = [CategoryScore(category=c, score=min(1.0, max(0.0, s))) for c, s in prediction.top]
         confidence = min(1.0, max(0.0, prediction.confidence))
         threshold = self.threshold_for(prediction.category)
-        if confidence >= threshold:
+        novelty = None if prediction.novelty is None else max(0.0, prediction.novelty)
+        confident = confidence >= threshold
+        if confident and not self.is_novel(prediction):
             return ClassifiedTicket(
                 ticket=ticket,
                 category=prediction.category,
                 confidence=confidence,
                 scores=scores,
                 model_version=model_version,
+                novelty=novelty,
+                fine_label=prediction.fine_label,
             )
         return ReviewRequest(
             ticket=ticket,
@@ -44,4 +65,8 @@ class Router:
             scores=scores,
             model_version=model_version,
             threshold=threshold,
+            reason="low_confidence" if not confident else "novel",
+            novelty=novelty,
+            novelty_threshold=self.thresholds.novelty,
+            fine_label=prediction.fine_label,
         )

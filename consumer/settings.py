@@ -132,6 +132,13 @@ class RoutingSettings(BaseModel):
     )
     per_category: dict[str, float] = Field(default_factory=dict)
     top_k: int = Field(default=3, ge=1)
+    novelty: bool = Field(
+        default=True,
+        description="Send confident tickets unlike the training data to review (reason novel).",
+    )
+    novelty_threshold: float | None = Field(
+        default=None, ge=0, description="Override the model's calibrated novelty threshold."
+    )
 
 
 class ConsumerSettings(BaseModel):

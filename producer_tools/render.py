@@ -65,6 +65,12 @@ def render_record(record: Record) -> str:
     return f"{when} {where:>10}  {render_event(event)}"
 
 
+def _novelty(novelty: float | None, threshold: float | None, fine_label: str | None) -> str:
+    out = "" if novelty is None else f" novelty={novelty:.4g}"
+    out += "" if threshold is None else f"/{threshold:.4g}"
+    return out + ("" if fine_label is None else f" fine={fine_label}")
+
+
 def render_event(event: BaseModel) -> str:
     if isinstance(event, RawTicket):
         return "raw         " + _raw_fields(event)
@@ -73,6 +79,7 @@ def render_event(event: BaseModel) -> str:
             f"review      id={event.ticket.id} category={event.category}"
             f" confidence={event.confidence:.3f} threshold={event.threshold:.3f}"
             f" reason={event.reason} attempts={event.attempts} model={event.model_version}"
+            + _novelty(event.novelty, event.novelty_threshold, event.fine_label)
         )
     if isinstance(event, ClassifiedTicket):
         runner_up = (
@@ -83,6 +90,7 @@ def render_event(event: BaseModel) -> str:
         return (
             f"classified  id={event.ticket.id} category={event.category}"
             f" confidence={event.confidence:.3f}{runner_up} model={event.model_version}"
+            + _novelty(event.novelty, None, event.fine_label)
         )
     if isinstance(event, LabeledTicket):
         extra = "".join(

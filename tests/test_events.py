@@ -72,12 +72,13 @@ def test_exported_schemas_validate_real_events() -> None:
         ("classified_ticket", classified),
         ("labeled_ticket", labeled),
     ):
-        schema = json.loads((SCHEMA_DIR / f"{name}.v1.json").read_text())
+        version = event.schema_version
+        schema = json.loads((SCHEMA_DIR / f"{name}.v{version}.json").read_text())
         jsonschema.validate(json.loads(event.to_bytes()), schema)
     bad = json.loads(classified.to_bytes())
     bad["confidence"] = 3
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(bad, json.loads((SCHEMA_DIR / "classified_ticket.v1.json").read_text()))
+        jsonschema.validate(bad, json.loads((SCHEMA_DIR / "classified_ticket.v2.json").read_text()))
 
 
 def test_every_contract_is_versioned() -> None:
@@ -93,3 +94,72 @@ def test_env_example_lists_every_setting() -> None:
     text = (REPO / ".env.example").read_text(encoding="utf-8")
     assert text == env_example(), "stale: run `python -m consumer env-example > .env.example`"
     assert len(settings_rows()) > 30
+
+
+def _tolerant(schema: dict[str, object]) -> dict[str, object]:
+    """A v1 reader that ignores unknown fields and does not pin ``schema_version``."""
+    relaxed = json.loads(json.dumps(schema))
+    relaxed["additionalProperties"] = True
+    relaxed["properties"]["schema_version"] = {"type": "integer"}
+    return relaxed
+
+
+def test_v1_events_still_parse_and_v2_keeps_every_v1_field() -> None:
+    from consumer.events import ClassifiedTicketV1, ReviewRequest, ReviewRequestV1
+
+    raw = RawTicket(id="t-3", body="where is my new card")
+    v1 = ClassifiedTicketV1(
+        ticket=raw, category="cards", confidence=0.9, scores=[], model_version="v"
+    )
+    again = ClassifiedTicket.model_validate_json(v1.to_bytes())
+    assert again.schema_version == 1 and again.novelty is None and again.fine_label is None
+    old_review = ReviewRequestV1(
+        ticket=raw, category="cards", confidence=0.4, scores=[], model_version="v", threshold=0.8
+    )
+    review = ReviewRequest.model_validate_json(old_review.to_bytes())
+    assert review.schema_version == 1 and review.reason == "low_confidence"
+
+    v2 = ClassifiedTicket(
+        ticket=raw,
+        category="cards",
+        confidence=0.9,
+        scores=[],
+        model_version="v",
+        novelty=3.5,
+        fine_label="card_arrival",
+    )
+    assert v2.schema_version == 2
+    data = json.loads(v2.to_bytes())
+    strict_v1 = json.loads((SCHEMA_DIR / "classified_ticket.v1.json").read_text())
+    jsonschema.validate(data, _tolerant(strict_v1))  # every v1 field: same name and type
+    with pytest.raises(jsonschema.ValidationError):  # a strict v1 validator must move to v2
+        jsonschema.validate(data, strict_v1)
+    jsonschema.validate(data, json.loads((SCHEMA_DIR / "classified_ticket.v2.json").read_text()))
+    # Pydantic's tolerant reader of v1, the way a Python routing service would read.
+    lenient = ClassifiedTicketV1.model_validate(
+        {**{k: data[k] for k in data if k in ClassifiedTicketV1.model_fields}, "schema_version": 1}
+    )
+    assert lenient.category == "cards" and lenient.confidence == 0.9
+
+    review_v1 = json.loads((SCHEMA_DIR / "review_request.v1.json").read_text())
+    for reason, readable in (("low_confidence", True), ("novel", False)):
+        event = ReviewRequest(
+            ticket=raw,
+            category="cards",
+            confidence=0.99,
+            scores=[],
+            model_version="v",
+            threshold=0.8,
+            reason=reason,
+            novelty=9.0,
+            novelty_threshold=4.0,  # type: ignore[arg-type]
+        )
+        payload = json.loads(event.to_bytes())
+        jsonschema.validate(
+            payload, json.loads((SCHEMA_DIR / "review_request.v2.json").read_text())
+        )
+        if readable:
+            jsonschema.validate(payload, _tolerant(review_v1))
+        else:  # the new reason is what a v1 reader cannot know
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(payload, _tolerant(review_v1))

@@ -286,6 +286,12 @@ def test_render_one_line_per_event_without_ticket_text() -> None:
         assert part in lines["classified"]
     for part in ("reason=low_confidence", "threshold=0.600", "category=x"):
         assert part in lines["review"]
+    assert "novelty" not in lines["classified"] and "novelty" not in lines["review"]
+    novel = review.model_copy(
+        update={"reason": "novel", "novelty": 812.5, "novelty_threshold": 700.0, "fine_label": "f"}
+    )
+    rendered = render_record(_record(novel.to_bytes()))
+    assert "reason=novel" in rendered and "novelty=812.5/700" in rendered and "fine=f" in rendered
     assert "label=billing source=reviewer by=ann" in lines["labeled"]
     assert "key=t-1" in lines["dead"] and "ValidationError: bad" in lines["dead"]
     assert "UNREADABLE" in lines["junk"] and "tombstone" in lines["tombstone"]

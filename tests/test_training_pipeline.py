@@ -85,13 +85,18 @@ def test_the_test_slice_never_reaches_the_trainer(
         return real_fit(train, validation, **kwargs)
 
     monkeypatch.setattr(trainer, "fit", spy)
-    # With a label map: the model learns the buckets.
+    # With a label map: the model learns the fine labels and serves the buckets.
     map_path = tmp_path / "buckets.json"
     map_path.write_text(json.dumps(BUCKETS), encoding="utf-8")
     result = train(tmp_path / "models", synthetic_file, GOOD, label_map=map_path)
     assert result.split is not None
     assert result.metrics["labels"] == sorted(BUCKETS)
-    assert load_model(result.model_dir).labels == sorted(BUCKETS)
+    served = load_model(result.model_dir)
+    assert served.served_labels == sorted(BUCKETS)
+    assert served.labels == sorted(label for members in BUCKETS.values() for label in members)
+    assert set(served.thresholds.per_category) <= set(BUCKETS)
+    assert len(result.metrics["test"]["per_class"].keys() & set(BUCKETS)) >= 3
+    assert set(result.metrics["test"]["per_class"]) <= set(BUCKETS)
     test_ids = result.split.ids("test")
     args = TrainingArgs()
     label_map = {label: bucket for bucket, members in BUCKETS.items() for label in members}

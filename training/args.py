@@ -128,6 +128,29 @@ class TrainingArgs(BaseModel):
         default=3, ge=1, description="Labels with fewer cleaned examples are dropped."
     )
 
+    # --- label map, novelty -------------------------------------------------------------
+    grouped_head: bool = Field(
+        default=True,
+        description=(
+            "With a label map: train on the fine labels and serve the buckets by summing their"
+            " probabilities (the fine label rides along); False: train on the buckets."
+        ),
+    )
+    novelty_method: Literal["mahalanobis", "knn", "none"] = Field(
+        default="mahalanobis",
+        description=(
+            "Novelty score from the pooled embedding: class-conditional Mahalanobis with a shared"
+            " covariance, cosine k-nearest-neighbour distance, or none (no novelty routing)."
+        ),
+    )
+    novelty_quantile: float = Field(
+        default=0.95,
+        gt=0.5,
+        le=1,
+        description="Novelty threshold: this quantile of the validation slice's scores.",
+    )
+    novelty_k: int = Field(default=10, ge=1, description="k of the knn novelty score.")
+
     # --- thresholds, baseline, hardware -------------------------------------------------
     per_category_thresholds: bool = True
     per_category_min_support: int = Field(

@@ -7,7 +7,7 @@ written, loaded the way serving loads it, run by the serving inference code.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ class Scored:
     confidence: np.ndarray
     probs: np.ndarray
     labels: tuple[str, ...]
+    novelty: np.ndarray | None = None  # (n,) when the predictor has novelty statistics
 
     @property
     def correct(self) -> np.ndarray:
@@ -71,8 +72,9 @@ def score_probabilities(
 
 
 def score_with_predictor(predictor: Predictor, examples: Sequence[Example]) -> Scored:
-    probs = predictor.probabilities([e.text for e in examples])
-    return score_probabilities(probs, predictor.labels, examples)
+    outputs = predictor.outputs([e.text for e in examples])
+    scored = score_probabilities(outputs.probs, predictor.labels, examples)
+    return replace(scored, novelty=outputs.novelty)
 
 
 def score_model_dir(

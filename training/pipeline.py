@@ -3,8 +3,8 @@
 snapshot (archive topic or file) -> deduplicate, clean -> split by id hash ->
 fit on train, select on validation -> write the model folder -> score it through
 the serving path (every serving candidate on validation: ``training.candidates``;
-fp32 on test) -> thresholds on validation -> TF-IDF baseline -> promotion gate on
-the test slice -> report.
+fp32 on test) -> thresholds on validation -> novelty statistics (train) and threshold
+(validation) -> TF-IDF baseline -> promotion gate on the test slice -> report.
 
 The test slice is touched only after ``fit`` has returned, and only to score.
 """
@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from consumer.label_groups import LabelGroups
 from consumer.logs import get_logger
 from consumer.model_store import (
     Thresholds,
@@ -30,6 +32,7 @@ from consumer.model_store import (
     write_model,
 )
 from consumer.modeling import resolve_base_model
+from consumer.novelty import quantile_threshold
 from consumer.precision import MAX_DROP_POINTS
 from consumer.settings import Settings
 from training import trainer
@@ -43,6 +46,7 @@ from training.errors import BadInput
 from training.evaluate import Scored, score_probabilities, score_with_predictor
 from training.files import Columns, file_sha256, load_label_map, read_file
 from training.metrics import expected_calibration_error, headline
+from training.novelty_fit import NoveltyFit, fit_and_calibrate
 from training.promote import Decision, apply, decide
 from training.records import Example, RawData
 from training.report import confusion_png, render_report
@@ -63,6 +67,7 @@ class TrainResult:
     metrics: dict[str, Any]
     version: str = ""
     split: Split | None = field(default=None, repr=False)
+    novelty: NoveltyFit | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -86,10 +91,15 @@ def prepare_data(
     settings: Settings, args: TrainingArgs, source: Source, options: DataOptions
 ) -> tuple[Prepared, RawData, Prepared | None, RawData | None, dict[str, str] | None]:
     label_map = load_label_map(options.label_map) if options.label_map else None
+    # A grouped head trains on the fine labels the map knows (unknown ones are still
+    # dropped); serving sums them into the buckets.
+    prep_map = label_map
+    if label_map is not None and args.grouped_head:
+        prep_map = {label: label for label in label_map}
     raw = read_source(settings, source, options.columns)
     prepared = prepare(
         raw,
-        label_map=label_map,
+        label_map=prep_map,
         max_chars=settings.validation.max_clean_chars,
         min_examples_per_label=args.min_examples_per_label,
     )
@@ -114,7 +124,7 @@ def prepare_data(
         test_raw = read_file(options.test_file, options.columns)
         test_prep = prepare(
             test_raw,
-            label_map=label_map,
+            label_map=prep_map,
             max_chars=settings.validation.max_clean_chars,
             allowed_labels=prepared.counts(),
         )
@@ -275,9 +285,14 @@ def run_training(
     started = time.monotonic()
     options = DataOptions(columns=columns or Columns(), label_map=label_map, test_file=test_file)
     store = Path(store) if store is not None else settings.model.store
-    prepared, raw, test_prep, test_raw, _ = prepare_data(settings, args, source, options)
+    prepared, raw, test_prep, test_raw, label_map_ = prepare_data(settings, args, source, options)
     split = make_split(args, prepared, test_prep, test_file)
     labels = sorted(prepared.counts())
+    groups = (
+        LabelGroups.from_map(labels, label_map_)
+        if label_map_ is not None and args.grouped_head
+        else None
+    )
     base_model_path = resolve_base_model(settings.model.base_model)
     data_ready = time.monotonic()
 
@@ -312,6 +327,7 @@ def run_training(
         options=options,
         clock=(started, data_ready, fitted_at),
         calibration=calibration,
+        groups=groups,
     )
     try:
         result = _finish(run)
@@ -350,6 +366,17 @@ class _Run:
     options: DataOptions
     clock: tuple[float, float, float]  # started, data ready, fitted
     calibration: dict[str, float]
+    groups: LabelGroups | None = None
+
+    def served(self, examples: Sequence[Example]) -> list[Example]:
+        """Examples labeled as serving labels them: by bucket for a grouped head."""
+        if self.groups is None:
+            return list(examples)
+        of = self.groups.of_label
+        return [replace(e, label=of[e.label]) for e in examples]
+
+    def served_probs(self, fine_probs: np.ndarray) -> np.ndarray:
+        return fine_probs if self.groups is None else self.groups.sum_probs(fine_probs)
 
 
 def _finish(run: _Run) -> TrainResult:
@@ -359,6 +386,9 @@ def _finish(run: _Run) -> TrainResult:
     )  # fmt: skip
     fitted, split, labels = run.fitted, run.split, run.labels
     prepared, test_prep = run.prepared, run.test_prep
+    # What serving routes to (the buckets of a grouped head), and the slices labeled so.
+    served = list(run.groups.served) if run.groups is not None else labels
+    validation, test = run.served(split.validation), run.served(split.test)
     write_model(
         partial,
         encoder=fitted.network.encoder,
@@ -371,13 +401,16 @@ def _finish(run: _Run) -> TrainResult:
         thresholds=Thresholds(1.0),
         extra_manifest={"int8_safe": False, "created_at": datetime.now(UTC).isoformat()},
     )
+    if run.groups is not None:
+        run.groups.save(partial)
     model = load_model(partial, settings.model.base_model)
-    evaluated = evaluate_candidates(model, split.validation, training_device=fitted.device)
+    evaluated = evaluate_candidates(model, validation, training_device=fitted.device)
     baseline_spec = evaluated.baseline(fitted.device)
     fp32 = evaluated.predictors[baseline_spec]
+    int8_predictor = evaluated.predictors["int8"]
     val32 = evaluated.scored[baseline_spec]
     int8 = _int8_check(evaluated.scored["fp32"], evaluated.scored["int8"])
-    serving = _serving_check(val32, fitted.validation_probs)
+    serving = _serving_check(val32, run.served_probs(fitted.validation_probs))
     if serving["argmax_agreement"] < 1.0:
         log.warning("serving_path_disagrees_with_training", **serving)
 
@@ -390,6 +423,32 @@ def _finish(run: _Run) -> TrainResult:
         per_category=args.per_category_thresholds,
         min_support=args.per_category_min_support,
     )
+    novelty: NoveltyFit | None = None
+    if args.novelty_method != "none":
+        # Statistics of the training slice as trained (fine labels of a grouped head).
+        novelty = fit_and_calibrate(
+            fp32,
+            split.train,
+            split.validation,
+            method=args.novelty_method,
+            quantile=args.novelty_quantile,
+            k=args.novelty_k,
+        )
+        fp32.set_novelty(novelty.scorer)
+        # int8 embeddings shift the distances: the same quantile under int8, so that
+        # serving at either precision flags the calibrated share (NoveltyScorer.scale_for).
+        int8_predictor.set_novelty(novelty.scorer)
+        val8_novelty = score_with_predictor(int8_predictor, validation).novelty
+        if val8_novelty is not None:
+            threshold8 = quantile_threshold(val8_novelty, args.novelty_quantile)
+            novelty.scorer.meta["thresholds"] = {"fp32": novelty.threshold, "int8": threshold8}
+            novelty.report["int8_threshold"] = threshold8
+            novelty.report["int8_unscaled_validation_flagged_share"] = float(
+                (val8_novelty > novelty.threshold).mean()
+            )
+        novelty.scorer.save(partial)
+        thresholds = replace(thresholds, novelty=novelty.threshold)
+    val_novelty = novelty.validation_scores if novelty is not None else None
     write_thresholds(partial, thresholds)
     write_distribution(partial, split.train, val32, thresholds)  # drift: distribution.json
     update_manifest(
@@ -402,23 +461,26 @@ def _finish(run: _Run) -> TrainResult:
     )
 
     # --- the held-out test slice: scoring only, from here on -------------------------
-    test = list(split.test)
     test32 = score_with_predictor(fp32, test)
-    test_metrics = test32.metrics(labels)
+    test_metrics = test32.metrics(served)
     train_time = score_probabilities(
-        fitted.predict_proba([e.text for e in test], args.eval_batch_size), labels, test
+        run.served_probs(fitted.predict_proba([e.text for e in test], args.eval_batch_size)),
+        served,
+        test,
     )
     _write_predictions(partial / "predictions.jsonl", test, train_time)
-    review = review_outcome(test32.confidence, test32.y_pred, test32.correct, thresholds)
+    review = review_outcome(
+        test32.confidence, test32.y_pred, test32.correct, thresholds, test32.novelty
+    )
     baseline: dict[str, Any] = {}
     if args.baseline:
         scored, fit_s = run_baseline(
-            split.train,
-            {"validation": split.validation, "test": test},
-            labels,
+            run.served(split.train),
+            {"validation": validation, "test": test},
+            served,
             balanced=args.imbalance != "none",
         )
-        baseline = {name: s.metrics(labels) for name, s in scored.items()}
+        baseline = {name: s.metrics(served) for name, s in scored.items()}
         baseline["fit_seconds"] = round(fit_s, 2)
     decision: Decision = decide(
         store,
@@ -431,9 +493,10 @@ def _finish(run: _Run) -> TrainResult:
 
     metrics: dict[str, Any] = {
         "version": version,
-        "labels": labels,
+        "labels": served,
+        "fine_labels": labels if run.groups is not None else None,
         "test": test_metrics,
-        "validation": val32.metrics(labels),
+        "validation": val32.metrics(served),
         "baseline": baseline,
         "int8": int8,
         "serving_candidates": evaluated.record.to_dict(),
@@ -442,8 +505,11 @@ def _finish(run: _Run) -> TrainResult:
         "thresholds": {
             **thresholds.to_dict(),
             "target_accuracy": target,
-            "validation": review_outcome(val32.confidence, val32.y_pred, val32.correct, thresholds),
+            "validation": review_outcome(
+                val32.confidence, val32.y_pred, val32.correct, thresholds, val_novelty
+            ),
         },
+        "novelty": novelty.report if novelty is not None else None,
         "review_on_test": review,
         "training": {
             "steps": fitted.steps,
@@ -496,5 +562,9 @@ def _finish(run: _Run) -> TrainResult:
         int8_safe=int8["int8_safe"],
     )
     return TrainResult(
-        model_dir=final, promoted=decision.promoted, metrics=metrics, version=version
+        model_dir=final,
+        promoted=decision.promoted,
+        metrics=metrics,
+        version=version,
+        novelty=novelty,
     )

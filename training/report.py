@@ -83,6 +83,25 @@ def serving_candidates_table(record: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _novelty_lines(novelty: dict[str, Any] | None, review: dict[str, Any]) -> list[str]:
+    if not novelty:
+        return []
+    int8 = novelty.get("int8_unscaled_validation_flagged_share")
+    return [
+        "",
+        f"Novelty ({novelty['method']}, fitted on {novelty['fit_examples']} training"
+        f" embeddings): threshold {novelty['threshold']:.4g}, the {novelty['quantile']} quantile"
+        f" of validation scores; flags {_pct(novelty['validation_flagged_share'])} of validation"
+        + (
+            f" (int8 embeddings, unscaled: {_pct(int8)}; int8 serving rescales to the"
+            f" fp32 threshold with its own quantile {novelty['int8_threshold']:.4g})"
+            if int8 is not None
+            else ""
+        )
+        + f" and {_pct(review.get('novel_share'))} of test (included in the review share above).",
+    ]
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     """The human summary of one training run, from its ``metrics.json`` content."""
     test, base = metrics["test"], metrics.get("baseline", {}).get("test")
@@ -109,6 +128,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         f" global {thr['global']:.4f}, per category {len(thr['per_category'])}."
         f" On test: {_pct(review['review_share'])} would go to review; the automatically"
         f" routed rest is {_pct(review['auto_accuracy'])} accurate.",
+        *_novelty_lines(metrics.get("novelty"), review),
         "",
         "![confusion matrix](confusion.png)",
         "",

@@ -57,21 +57,41 @@ def choose_thresholds(
     return Thresholds(global_threshold, categories)
 
 
+def auto_routed(
+    confidence: np.ndarray,
+    predicted: Sequence[str],
+    thresholds: Thresholds,
+    novelty: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(auto-routed, flagged novel) masks, the way ``consumer.routing.Router`` decides."""
+    limits = np.array([thresholds.for_category(p) for p in predicted], dtype=np.float64)
+    confident = np.asarray(confidence) >= limits
+    novel = np.zeros(len(confident), dtype=bool)
+    if novelty is not None and thresholds.novelty is not None:
+        novel = np.asarray(novelty) > thresholds.novelty
+    return confident & ~novel, novel
+
+
 def review_outcome(
     confidence: np.ndarray,
     predicted: Sequence[str],
     correct: np.ndarray,
     thresholds: Thresholds,
+    novelty: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Share sent to review and accuracy of the automatically routed rest."""
+    """Share sent to review and accuracy of the automatically routed rest.
+
+    As ``consumer.routing`` routes: review under the confidence threshold, or over
+    the novelty threshold when there are both a threshold and ``novelty`` scores.
+    """
     n = len(confidence)
     if n == 0:
         return {"n": 0, "review_share": 0.0, "auto_accuracy": None, "auto_count": 0}
-    limits = np.array([thresholds.for_category(p) for p in predicted], dtype=np.float64)
-    auto = confidence >= limits
+    auto, novel = auto_routed(confidence, predicted, thresholds, novelty)
     auto_count = int(auto.sum())
     return {
         "n": n,
+        "novel_share": float(novel.mean()),
         "review_share": 1.0 - auto_count / n,
         "review_count": n - auto_count,
         "auto_count": auto_count,
