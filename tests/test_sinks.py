@@ -40,7 +40,7 @@ def _sink(
         consumer,
         Metrics(),
         delivered.append,
-        clock=_Clock(),
+        clock=CLOCK,
     )
     return sink, delivered
 
@@ -56,12 +56,13 @@ class _Clock:
         return self.t
 
 
+CLOCK = _Clock()
+
+
 def _run(sink: AtLeastOnceSink, producer: FakeProducer, turns: int = 40) -> None:
     for _ in range(turns):
         producer.poll()
-        clock = sink._now
-        assert isinstance(clock, _Clock)
-        clock.t += 60
+        CLOCK.t += 60  # every backoff has passed
         sink.service()
         producer.poll()
 
