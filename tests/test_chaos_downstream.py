@@ -78,7 +78,8 @@ def test_output_topic_refuses_writes_then_recovers(
     cfg = settings.model_copy(
         update={
             "topics": topics,
-            "routing": settings.routing.model_copy(update={"threshold": 0.0}),  # all classified
+            # all classified: no confidence threshold, no novelty check
+            "routing": settings.routing.model_copy(update={"threshold": 0.0, "novelty": False}),
             "batching": settings.batching.model_copy(update={"max_batch": 8}),
             "consumer": settings.consumer.model_copy(update={"processing": processing}),
             # Unknown topics fail their messages after 1 s instead of 30 s.

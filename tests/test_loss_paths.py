@@ -107,7 +107,8 @@ def configured(settings: Settings, model_dir: Path, **consumer: object) -> Setti
                 update={"extra": {"topic.metadata.refresh.interval.ms": 1000}}
             ),
             "model": settings.model.model_copy(update={"path": model_dir}),
-            "routing": settings.routing.model_copy(update={"threshold": 0.0}),  # all classified
+            # all classified: no confidence threshold, no novelty check
+            "routing": settings.routing.model_copy(update={"threshold": 0.0, "novelty": False}),
             "batching": settings.batching.model_copy(update={"max_batch": 8}),
             "consumer": settings.consumer.model_copy(update=consumer),
         }
@@ -161,18 +162,17 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 90.0, what: str =
 def output_ids(settings: Settings) -> Counter[str]:
     ids: Counter[str] = Counter()
     topics = settings.topics
-    for _, value, _ in read_topic(settings.kafka, topics.classified, idle=1.0):
+    for _, value, _ in read_topic(settings.kafka, topics.classified, idle=2.0):
         ids[ClassifiedTicket.model_validate_json(value or b"").ticket.id] += 1
-    for _, value, _ in read_topic(settings.kafka, topics.review, idle=1.0):
+    for _, value, _ in read_topic(settings.kafka, topics.review, idle=2.0):
         ids[ReviewRequest.model_validate_json(value or b"").ticket.id] += 1
     return ids
 
 
 def dead_letters(settings: Settings) -> list[tuple[DeadLetter, dict[str, bytes]]]:
-    return [
-        (DeadLetter.model_validate_json(value or b""), dict(headers))
-        for _, value, headers in read_topic(settings.kafka, settings.topics.dead_letter, idle=1.0)
-    ]
+    # idle=5: a fresh reader's first fetch can take over a second on a busy machine
+    records = read_topic(settings.kafka, settings.topics.dead_letter, idle=5.0)
+    return [(DeadLetter.model_validate_json(v or b""), dict(h)) for _, v, h in records]
 
 
 def assert_all_delivered_and_committed(

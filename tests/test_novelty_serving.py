@@ -85,9 +85,11 @@ def test_a_grouped_head_serves_buckets_by_summing_fine_probabilities(
     LabelGroups.from_map(fine, buckets).save(folder)
     texts = usual_texts(16)
 
-    plain = Predictor(load_model(trained_model_dir))
+    # One serving path for both (auto could time its way to bf16 for one and fp32 for the other).
+    fp32 = ModelSettings(precision="fp32")
+    plain = Predictor(load_model(trained_model_dir), fp32)
     fine_probs = plain.probabilities(texts)
-    grouped = Predictor(load_model(folder))
+    grouped = Predictor(load_model(folder), fp32)
     assert grouped.labels == ["first_half", "second_half"] and grouped.fine_labels == fine
     outputs = grouped.outputs(texts)
     assert outputs.fine_probs is not None

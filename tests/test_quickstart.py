@@ -35,7 +35,11 @@ def test_first_run_trains_a_demo_model_and_serves_it(
     assert run_cli(["quickstart"], settings) == 0
     assert "is being served" in capsys.readouterr().out
 
-    env = service_env(settings, None, TICKETSORT_ROUTING__THRESHOLD="0.0")
+    # Everything auto-routed (no confidence threshold, no novelty check), so all five arrive
+    # on the classified topic.
+    env = service_env(
+        settings, None, TICKETSORT_ROUTING__THRESHOLD="0.0", TICKETSORT_ROUTING__NOVELTY="false"
+    )
     log = tmp_path / "consumer.log"
     proc = start_service(env, log)
     try:

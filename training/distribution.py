@@ -62,9 +62,13 @@ def compute_distribution(
     predicted: Sequence[str],
     confidence: Sequence[float] | np.ndarray,
     thresholds: Thresholds,
+    novelty: Sequence[float] | np.ndarray | None = None,
 ) -> TrainingDistribution:
     conf = [float(c) for c in confidence]
     review = [c < thresholds.for_category(p) for p, c in zip(predicted, conf, strict=True)]
+    if novelty is not None and thresholds.novelty is not None:
+        # As serving routes: a confident ticket unlike the training data goes to review too.
+        review = [r or float(n) > thresholds.novelty for r, n in zip(review, novelty, strict=True)]
     return TrainingDistribution(
         labels=list(labels),
         train=SliceShares(count=len(train_labels), category_shares=shares(train_labels, labels)),
@@ -78,7 +82,11 @@ def compute_distribution(
 
 
 def write_distribution(
-    folder: Path, train: Sequence[Example], validation: Scored, thresholds: Thresholds
+    folder: Path,
+    train: Sequence[Example],
+    validation: Scored,
+    thresholds: Thresholds,
+    novelty: np.ndarray | None = None,
 ) -> Path:
     """Write ``folder/distribution.json`` from the training slice and validation scoring."""
     dist = compute_distribution(
@@ -87,6 +95,7 @@ def write_distribution(
         list(validation.y_pred),
         validation.confidence,
         thresholds,
+        novelty,
     )
     return dist.write(folder)
 

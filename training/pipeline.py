@@ -450,7 +450,7 @@ def _finish(run: _Run) -> TrainResult:
         thresholds = replace(thresholds, novelty=novelty.threshold)
     val_novelty = novelty.validation_scores if novelty is not None else None
     write_thresholds(partial, thresholds)
-    write_distribution(partial, split.train, val32, thresholds)  # drift: distribution.json
+    write_distribution(partial, run.served(split.train), val32, thresholds, val_novelty)
     update_manifest(
         partial,
         version=version,

@@ -529,6 +529,8 @@ def fit(
     if tuner is not None:
         budget["thread_choices"] = tuner.choices
         log.info("training_threads", candidates=tuner.candidates, choices=tuner.choices)
+        # Evaluation and the serving candidates' speeds at the count serving will use.
+        torch.set_num_threads(threads)
     if budget["cut_by_time"]:
         log.warning("time_budget_cut_training", **budget)
     gap = _train_gap(view, train_ids, y_train, best.record, rng, args)
