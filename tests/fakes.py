@@ -161,3 +161,35 @@ def size_error() -> KafkaError:
     return KafkaError(
         confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large"
     )
+
+
+class FakeTransactionalProducer(FakeProducer):
+    """A transactional producer whose first ``abort_times`` commits fail as abortable."""
+
+    def __init__(self, abort_times: int = 0) -> None:
+        super().__init__()
+        self.abort_times = abort_times
+        self.aborted = 0
+        self.committed = 0
+
+    def init_transactions(self, timeout: float = 30.0) -> None:
+        return None
+
+    def begin_transaction(self) -> None:
+        return None
+
+    def send_offsets_to_transaction(self, offsets: object, meta: object, t: float = 30) -> None:
+        return None
+
+    def commit_transaction(self, timeout: float = 30.0) -> None:
+        if self.abort_times > 0:
+            self.abort_times -= 1
+            raise confluent_kafka.KafkaException(
+                KafkaError(KafkaError._FENCED, "abortable", txn_requires_abort=True)
+            )
+        self.poll()
+        self.committed += 1
+
+    def abort_transaction(self, timeout: float = 30.0) -> None:
+        self.queue.clear()
+        self.aborted += 1

@@ -12,7 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import confluent_kafka
 import pytest
 from confluent_kafka import KafkaError
 
@@ -25,7 +24,7 @@ from consumer.predictor import Predictor
 from consumer.service import ClassifierService, transactional_id
 from consumer.settings import Settings
 from tests.chaos.models import write_untrained_model
-from tests.fakes import FakeConsumer, FakeProducer, record
+from tests.fakes import FakeConsumer, FakeProducer, FakeTransactionalProducer, record
 
 pytestmark = [pytest.mark.integration]
 
@@ -100,32 +99,6 @@ def test_the_lag_gauge_of_a_revoked_partition_is_removed(
     assert "consumer's position" in text  # the help says what it measures
 
 
-class _AbortOnceProducer(FakeProducer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.aborts_left = 1
-
-    def init_transactions(self, timeout: float = 30.0) -> None:
-        return None
-
-    def begin_transaction(self) -> None:
-        return None
-
-    def send_offsets_to_transaction(self, offsets: object, meta: object, t: float = 30) -> None:
-        return None
-
-    def commit_transaction(self, timeout: float = 30.0) -> None:
-        if self.aborts_left:
-            self.aborts_left -= 1
-            raise confluent_kafka.KafkaException(
-                KafkaError(KafkaError._FENCED, "abortable", txn_requires_abort=True)
-            )
-        self.poll()
-
-    def abort_transaction(self, timeout: float = 30.0) -> None:
-        self.queue.clear()
-
-
 def test_an_aborted_and_replayed_batch_is_counted_once(
     settings: Settings, predictor: Predictor
 ) -> None:
@@ -133,7 +106,7 @@ def test_an_aborted_and_replayed_batch_is_counted_once(
         update={"consumer": settings.consumer.model_copy(update={"processing": "exactly-once"})}
     )
     consumer = FakeConsumer()
-    producer = _AbortOnceProducer()
+    producer = FakeTransactionalProducer(abort_times=1)
     service = ClassifierService(cfg, predictor, consumer=consumer, producer=producer)  # type: ignore[arg-type]
     raw = cfg.topics.raw
     records = [record(0, i, _ticket(i), topic=raw) for i in range(4)]

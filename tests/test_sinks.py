@@ -14,7 +14,7 @@ from consumer.outputs import BatchResult, Output
 from consumer.settings import Settings
 from consumer.sinks import AtLeastOnceSink, OutputUndeliverable, TransactionalSink
 from consumer.source import RecordSource
-from tests.fakes import FakeConsumer, FakeProducer, record, size_error
+from tests.fakes import FakeConsumer, FakeProducer, FakeTransactionalProducer, record, size_error
 
 
 def _settings(**consumer: object) -> Settings:
@@ -190,37 +190,6 @@ def test_revoke_commits_delivered_work_of_the_revoked_partitions_only() -> None:
     assert sink.in_flight() == 0 and sink.uncommitted()
 
 
-class _TxnProducer(FakeProducer):
-    def __init__(self, abort_times: int) -> None:
-        super().__init__()
-        self.abort_times = abort_times
-        self.aborted = 0
-        self.committed = 0
-
-    def init_transactions(self, timeout: float = 30.0) -> None:
-        return None
-
-    def begin_transaction(self) -> None:
-        return None
-
-    def send_offsets_to_transaction(self, offsets: object, meta: object, t: float = 30) -> None:
-        return None
-
-    def commit_transaction(self, timeout: float = 30.0) -> None:
-        if self.abort_times > 0:
-            self.abort_times -= 1
-            error = KafkaError(
-                confluent_kafka.KafkaError._FENCED, "abortable", txn_requires_abort=True
-            )
-            raise confluent_kafka.KafkaException(error)
-        self.poll()
-        self.committed += 1
-
-    def abort_transaction(self, timeout: float = 30.0) -> None:
-        self.queue.clear()
-        self.aborted += 1
-
-
 @pytest.mark.parametrize(("reset", "expected"), [("earliest", -2), ("latest", -1)])
 def test_exactly_once_rewind_honours_auto_offset_reset_without_a_committed_offset(
     reset: str, expected: int
@@ -230,7 +199,7 @@ def test_exactly_once_rewind_honours_auto_offset_reset_without_a_committed_offse
     source.subscribe(["raw"])
     consumer.assign_now(("raw", 0), ("raw", 1))
     consumer.committed_offsets[("raw", 1)] = 7
-    producer = _TxnProducer(abort_times=1)
+    producer = FakeTransactionalProducer(abort_times=1)
     delivered: list[Output] = []
     sink = TransactionalSink(
         _settings(auto_offset_reset=reset),
