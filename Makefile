@@ -50,7 +50,12 @@ test: setup ## run the whole test suite against a real broker
 test-fast: setup ## unit tests only (no broker, no training)
 	$(PY) -m pytest -m "not integration and not slow" $(ARGS)
 
-bench: setup ## speed and accuracy benchmarks (writes BENCHMARKS.md and bench-results/)
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	python3 -m uv pip install --quiet --python $(PY) -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: setup $(BENCH_STAMP) ## speed and accuracy benchmarks (writes BENCHMARKS.md and bench-results/)
 	@if [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then $(KAFKA) up >/dev/null; fi
 	$(PY) -m bench $(ARGS)
 

@@ -103,6 +103,32 @@ def machine() -> dict[str, Any]:
     }
 
 
+def setfit_row(result: Any, datasets: Path, task: str, budget_s: float) -> dict[str, Any]:
+    """SetFit on the run's own training and test slices, as served labels, same budget."""
+    try:
+        from training.setfit_reference import run_setfit
+    except ImportError:  # pragma: no cover - the extra is missing
+        return {"skipped": "setfit is not installed (pip install -e '.[bench]')"}
+    from dataclasses import replace
+
+    from consumer.model_store import resolve_base_model
+    from consumer.settings import Settings as _Settings
+    from training.files import load_label_map
+
+    split = result.split
+    buckets = load_label_map(datasets / "coarse11.json") if task == "coarse11" else None
+
+    def served(examples: Sequence[Any]) -> list[Any]:
+        if buckets is None:
+            return list(examples)
+        return [replace(e, label=buckets.get(e.label, e.label)) for e in examples]
+
+    base = resolve_base_model(_Settings(_env_file=None).model.base_model)
+    return run_setfit(
+        served(split.train), served(split.test), base_model_path=base, budget_s=budget_s
+    )
+
+
 def run_task(
     task: str,
     args: TrainingArgs,
@@ -110,6 +136,7 @@ def run_task(
     store: Path,
     train_file: Path,
     test_file: Path,
+    setfit: bool = False,
 ) -> dict[str, Any]:
     if task == "oos":
         from training.bench_oos import run_oos
@@ -124,7 +151,7 @@ def run_task(
     if task == "small10":
         with tempfile.TemporaryDirectory() as tmp:
             small = per_label_csv(train_file, SMALL_PER_LABEL, SMALL_SEED, Path(tmp))
-            out = run_task("intents77", args, datasets, store, small, test_file)
+            out = run_task("intents77", args, datasets, store, small, test_file, setfit)
         out["task"] = "small10"
         out["per_label"], out["seed"] = SMALL_PER_LABEL, SMALL_SEED
         return out
@@ -151,6 +178,10 @@ def run_task(
         extra["intents_mapped_to_buckets"] = mapped_to_buckets(
             result.model_dir, datasets / "coarse11.json"
         )
+    load_after_ours = os.getloadavg()[0]
+    if setfit:
+        # The same budget: the seconds our own training took on this machine.
+        extra["setfit"] = setfit_row(result, datasets, task, m["training"]["train_seconds"])
     return {
         **extra,
         "task": task,
@@ -194,7 +225,7 @@ def run_task(
             for row in m["training"]["history"]
         ],
         "data": m["data"]["sizes"],
-        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "load_average_1m": [round(load_before, 2), round(load_after_ours, 2)],
     }
 
 
@@ -274,6 +305,14 @@ def _accuracy_rows(results: dict[str, Any]) -> list[str]:
             rows.append(
                 f"| {name} | TF-IDF + logistic regression | {_pct(tfidf['accuracy'])} |"
                 f" {tfidf['macro_f1']:.4f} | {tfidf['fit_s']:.0f} s (fit) | |"
+            )
+        sf = r.get("setfit") or {}
+        if "accuracy" in sf:
+            cut = ", cut by the budget" if sf["cut_by_time"] else ""
+            rows.append(
+                f"| {name} | SetFit, same base model and budget | {_pct(sf['accuracy'])} |"
+                f" {sf['macro_f1']:.4f} | {sf['wall_s'] / 60:.1f} min (training"
+                f" {sf['train_s'] / 60:.1f}) | {sf['body_steps']} pair steps{cut} |"
             )
         mapped = r.get("intents_mapped_to_buckets")
         if mapped:
@@ -421,6 +460,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-fraction", type=float, default=1.0, help="quick experiments")
     parser.add_argument("--update-md", type=Path, help="write the section into this BENCHMARKS.md")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1/4 of the data, 1 epoch")
+    parser.add_argument(
+        "--no-setfit",
+        dest="setfit",
+        action="store_false",
+        help="skip the SetFit reference rows (same split, base model and time budget)",
+    )
     ns = parser.parse_args(argv)
     overrides = parse_overrides(ns.overrides)
     if ns.quick:
@@ -447,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         # Written after every task: a long run that fails late keeps what it measured.
         for task in ns.task or TASKS:
-            r = run_task(task, args, ns.datasets, ns.store, train_file, test_file)
+            r = run_task(task, args, ns.datasets, ns.store, train_file, test_file, ns.setfit)
             results[task] = r
             results["machine"] = machine()
             results["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
