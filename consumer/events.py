@@ -130,7 +130,7 @@ class ClassifiedTicket(_Classification):
     fine_label: str | None = _FINE_LABEL
 
 
-class ReviewRequest(_Classification):
+class ReviewRequestV2(_Classification):
     """A ticket for a reviewer, on ``tickets.review``, with why it is there.
 
     ``reason``: ``low_confidence`` (confidence under ``threshold``), ``novel``
@@ -140,6 +140,8 @@ class ReviewRequest(_Classification):
     ``fine_label``; a v1 reader that ignores unknown fields reads v2 events
     except those whose reason is the new ``novel``. v1 events still parse.
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="ReviewRequest")
 
     event_type: Literal["ticket.review"] = "ticket.review"
     schema_version: Literal[1, 2] = 2
@@ -153,8 +155,39 @@ class ReviewRequest(_Classification):
     fine_label: str | None = _FINE_LABEL
 
 
-class LabeledTicket(_Event):
+class ReviewRequest(_Classification):
+    """A ticket for a reviewer, on ``tickets.review``, with why it is there.
+
+    ``reason``: ``low_confidence`` (confidence under ``threshold``), ``novel``
+    (confident, but unlike the training data: ``novelty`` over
+    ``novelty_threshold``), ``audit`` (auto-routed as usual *and* sent here too, a
+    random share ``routing.audit_share`` of the classified tickets, so that
+    reviewers' labels estimate the model's accuracy without the bias of only
+    seeing its hard cases). ``requeued`` was written by v1/v2 review tools for a
+    skipped ticket; since v3 a skipped ticket keeps its reason and counts
+    ``attempts``. v3 adds ``audit``; a v2 reader that ignores unknown fields reads
+    v3 events except audit ones. v1 and v2 events still parse.
+    """
+
+    event_type: Literal["ticket.review"] = "ticket.review"
+    schema_version: Literal[1, 2, 3] = 3
+    reason: Literal["low_confidence", "novel", "audit", "requeued"] = "low_confidence"
+    threshold: float = Field(ge=0, le=1, description="The confidence threshold that applied.")
+    attempts: int = Field(default=0, ge=0, description="Times a reviewer skipped it.")
+    novelty: float | None = _NOVELTY
+    novelty_threshold: float | None = Field(
+        default=None, ge=0, description="The novelty threshold that applied; null: none did."
+    )
+    fine_label: str | None = _FINE_LABEL
+
+
+ReviewReason = Literal["low_confidence", "novel", "audit", "requeued"]
+
+
+class LabeledTicketV1(_Event):
     """A ticket with a trusted label, on the archive topic ``tickets.labeled``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="LabeledTicket")
 
     event_type: Literal["ticket.labeled"] = "ticket.labeled"
     schema_version: Literal[1] = 1
@@ -165,6 +198,60 @@ class LabeledTicket(_Event):
     labeled_at: datetime = Field(default_factory=utcnow)
     model_suggestion: str | None = None
     model_version: str | None = None
+
+
+class LabeledTicket(_Event):
+    """A ticket with a trusted label, on the archive topic ``tickets.labeled``.
+
+    v2 adds the optional ``review_reason``: why a reviewer saw the ticket (the
+    review request's ``reason``), so that online evaluation can tell the random
+    audit sample from the hard cases. v1 readers that ignore unknown fields read
+    v2 unchanged; v1 events still parse.
+    """
+
+    event_type: Literal["ticket.labeled"] = "ticket.labeled"
+    schema_version: Literal[1, 2] = 2
+    ticket: RawTicket
+    label: str = Field(min_length=1, max_length=200)
+    label_source: Literal["history", "reviewer"]
+    labeled_by: str | None = None
+    labeled_at: datetime = Field(default_factory=utcnow)
+    model_suggestion: str | None = None
+    model_version: str | None = None
+    review_reason: ReviewReason | None = Field(
+        default=None, description="Why the ticket was in review (reviewer labels only)."
+    )
+
+
+class ShadowSide(BaseModel):
+    """One model's answer for a ticket, as it routed it (or would have)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_version: str
+    category: str
+    confidence: float = Field(ge=0, le=1)
+    route: Literal["classified", "review"]
+    reason: ReviewReason | None = Field(default=None, description="Why review, when review.")
+    novelty: float | None = Field(default=None, ge=0)
+
+
+class ShadowScore(_Event):
+    """Both models' answers for one ticket, on ``tickets.shadow``.
+
+    Written for the share ``shadow.share`` of tickets that a shadow model
+    (``models/shadow``) also scored. Nothing a routing service reads depends on
+    it: the served answer went to classified/review as usual. ``agree``: the same
+    category.
+    """
+
+    event_type: Literal["ticket.shadow"] = "ticket.shadow"
+    schema_version: Literal[1] = 1
+    ticket_id: TicketId
+    served: ShadowSide
+    shadow: ShadowSide
+    agree: bool
+    scored_at: datetime = Field(default_factory=utcnow)
 
 
 class DeadLetter(_Event):
@@ -193,19 +280,22 @@ CONTRACTS: dict[str, type[_Event]] = {
     "review_request": ReviewRequest,
     "labeled_ticket": LabeledTicket,
     "dead_letter": DeadLetter,
+    "shadow_score": ShadowScore,
 }
 
 # Older versions still exported, so readers pinned to them keep validating.
-PREVIOUS_CONTRACTS: dict[str, type[_Event]] = {
-    "classified_ticket": ClassifiedTicketV1,
-    "review_request": ReviewRequestV1,
-}
+PREVIOUS_CONTRACTS: list[tuple[str, type[_Event]]] = [
+    ("classified_ticket", ClassifiedTicketV1),
+    ("review_request", ReviewRequestV1),
+    ("review_request", ReviewRequestV2),
+    ("labeled_ticket", LabeledTicketV1),
+]
 
 
 def json_schemas() -> dict[str, str]:
     """File name -> JSON Schema text for every contract."""
     out: dict[str, str] = {}
-    contracts = [*PREVIOUS_CONTRACTS.items(), *CONTRACTS.items()]
+    contracts = [*PREVIOUS_CONTRACTS, *CONTRACTS.items()]
     for name, model in contracts:
         version = model.model_fields["schema_version"].default
         schema = model.model_json_schema(mode="serialization")

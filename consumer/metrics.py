@@ -127,6 +127,58 @@ class Metrics:
             ["model_version"],
             registry=r,
         )
+        # Shadow scoring (consumer.shadow), counted when its ticket.shadow event is delivered.
+        # Labels are the served category, so every ratio shares its denominator.
+        self.shadow_scored = Counter(
+            "ticketsort_shadow_scored",
+            "Tickets the shadow model also scored, by served category.",
+            ["category", "served_version", "shadow_version"],
+            registry=r,
+        )
+        self.shadow_agreed = Counter(
+            "ticketsort_shadow_agreed",
+            "Shadow-scored tickets where the shadow chose the served category.",
+            ["category", "served_version", "shadow_version"],
+            registry=r,
+        )
+        self.shadow_review = Counter(
+            "ticketsort_shadow_would_review",
+            "Shadow-scored tickets the shadow would have sent to review.",
+            ["category", "served_version", "shadow_version"],
+            registry=r,
+        )
+        self.shadow_confidence = Histogram(
+            "ticketsort_shadow_confidence",
+            "The shadow's confidence on the tickets it scored, by served category.",
+            ["category", "shadow_version"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.shadow_seconds = Counter(
+            "ticketsort_shadow_inference_seconds",
+            "Time the shadow model spent scoring (on the inference thread).",
+            registry=r,
+        )
+        self.shadow_cpu_share = Gauge(
+            "ticketsort_shadow_cpu_share",
+            "Shadow inference time over the served model's, since the shadow loaded.",
+            registry=r,
+        )
+        self.shadow_skipped = Counter(
+            "ticketsort_shadow_skipped",
+            "Tickets picked for shadow scoring but not scored, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.shadow_info = Gauge(
+            "ticketsort_shadow_model_info",
+            "The shadow model loaded (value 1); absent when there is none.",
+            ["model_version"],
+            registry=r,
+        )
+        self.shadow_reloads = Counter(
+            "ticketsort_shadow_reloads", "Shadow model (re)loads by result.", ["result"], registry=r
+        )
         self.ready_model = False
         self.ready_assigned = False
         self.last_loop = time.monotonic()

@@ -42,6 +42,7 @@ from consumer.novelty import NoveltyError, NoveltyScorer, load_novelty
 FORMAT = "ticketsort-model"
 FORMAT_VERSION = 1
 CURRENT = "current"
+SHADOW = "shadow"  # a version scored on live traffic beside the served one (consumer.shadow)
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy"}
 
 
@@ -275,10 +276,10 @@ def load_model(folder: Path, base_model: str | Path | None = None) -> LoadedMode
     )
 
 
-def promote(store: Path, folder: Path) -> None:
-    """Point ``<store>/current`` at ``folder`` atomically."""
-    link = store / CURRENT
-    tmp = store / f".{CURRENT}.tmp.{os.getpid()}"
+def promote(store: Path, folder: Path, link_name: str = CURRENT) -> None:
+    """Point ``<store>/current`` (or ``<store>/shadow``) at ``folder`` atomically."""
+    link = store / link_name
+    tmp = store / f".{link_name}.tmp.{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     target = os.path.relpath(folder.resolve(), store.resolve())
@@ -286,11 +287,20 @@ def promote(store: Path, folder: Path) -> None:
     os.replace(tmp, link)
 
 
-def current_version(store: Path) -> str | None:
-    link = store / CURRENT
+def current_version(store: Path, link_name: str = CURRENT) -> str | None:
+    link = store / link_name
     if not link.exists():
         return None
     return link.resolve().name
+
+
+def remove_link(store: Path, link_name: str) -> bool:
+    """Remove ``<store>/<link_name>`` (the folder it points at stays); False if absent."""
+    link = store / link_name
+    if not link.is_symlink():
+        return False
+    link.unlink()
+    return True
 
 
 def new_version_name() -> str:

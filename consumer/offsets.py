@@ -12,6 +12,7 @@ TopicPartitionKey = tuple[str, int]
 class _PartitionState:
     pending: deque[int] = field(default_factory=deque)
     done: set[int] = field(default_factory=set)
+    outputs_left: dict[int, int] = field(default_factory=dict)  # offsets with > 1 output
     next_offset: int | None = None  # first offset not yet safely delivered
     committed: int | None = None
 
@@ -27,7 +28,7 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._parts: dict[TopicPartitionKey, _PartitionState] = {}
 
-    def add(self, topic: str, partition: int, offset: int) -> None:
+    def add(self, topic: str, partition: int, offset: int, outputs: int = 1) -> None:
         state = self._parts.setdefault((topic, partition), _PartitionState())
         if state.pending and offset <= state.pending[-1]:
             return  # re-delivered after a seek: already tracked
@@ -36,11 +37,20 @@ class OffsetTracker:
         if state.next_offset is None:
             state.next_offset = offset
         state.pending.append(offset)
+        if outputs > 1:
+            state.outputs_left[offset] = outputs
 
     def mark_done(self, topic: str, partition: int, offset: int) -> None:
+        """One output of the record at ``offset`` was delivered."""
         state = self._parts.get((topic, partition))
         if state is None:
             return  # partition was revoked meanwhile
+        left = state.outputs_left.get(offset)
+        if left is not None:
+            if left > 1:
+                state.outputs_left[offset] = left - 1
+                return
+            del state.outputs_left[offset]
         state.done.add(offset)
         while state.pending and state.pending[0] in state.done:
             first = state.pending.popleft()

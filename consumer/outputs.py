@@ -1,12 +1,19 @@
-"""What the batch step hands to a sink: one output record per consumed record."""
+"""What the batch step hands to a sink: one primary output per consumed record, and extras.
+
+The primary output is the record's one route: classified, review or dead letter. A record
+may also have side outputs (``primary=False``): the audit copy of an auto-routed ticket on
+the review topic, the shadow model's score on the shadow topic. A record is done (its offset
+committable) only once all of its outputs are delivered.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from consumer.events import ShadowScore
 from consumer.kafka import Record
 
-Route = str  # "classified" | "review" | "dead_letter"
+Route = str  # "classified" | "review" | "dead_letter"; side outputs: "audit" | "shadow"
 
 
 @dataclass
@@ -27,7 +34,9 @@ class Output:
     # The prediction (classified and review outputs), for the drift metrics (consumer.drift).
     category: str | None = None
     confidence: float | None = None
-    novelty: float | None = None  # hook: set it when the model scores novelty
+    novelty: float | None = None
+    primary: bool = True  # False: a side output (audit copy, shadow score)
+    shadow: ShadowScore | None = None  # the event of a "shadow" side output (its metrics)
 
     @property
     def source(self) -> str:
@@ -48,8 +57,20 @@ class BatchResult:
     inference_s: float = 0.0
     texts: dict[str, str] = field(default_factory=dict)  # ticket id -> cleaned text (debug log)
 
+    @property
+    def primaries(self) -> list[Output]:
+        """One output per record, in record order: where each record went."""
+        return [o for o in self.outputs if o.primary]
+
     def count(self, route: Route) -> int:
         return sum(1 for o in self.outputs if o.route == route)
 
     def dead_letter_flags(self) -> list[bool]:
-        return [o.route == "dead_letter" for o in self.outputs]
+        return [o.route == "dead_letter" for o in self.primaries]
+
+    def outputs_per_record(self) -> dict[tuple[str, int, int], int]:
+        out: dict[tuple[str, int, int], int] = {}
+        for o in self.outputs:
+            key = (o.record.topic, o.record.partition, o.record.offset)
+            out[key] = out.get(key, 0) + 1
+        return out

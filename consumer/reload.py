@@ -1,4 +1,5 @@
-"""Hot reload: follow ``<store>/current`` and load new versions in the background.
+"""Hot reload: follow ``<store>/current`` (and ``<store>/shadow``) and load new versions in
+the background.
 
 The main loop calls ``take_ready()`` between batches and swaps the predictor
 there, so no batch is split across two models. A version that fails to load
@@ -59,13 +60,28 @@ def probe(predictor: Predictor) -> None:
 
 
 class ModelWatcher:
-    def __init__(self, settings: ModelSettings, serving: Path, metrics: Metrics) -> None:
+    """Loads what ``<store>/<link>`` points at when its content changes.
+
+    The shadow's watcher (``link="shadow"``) starts with nothing loaded (``serving=None``)
+    and also reports the link's removal (``take_removed``): the shadow is then dropped.
+    """
+
+    def __init__(
+        self,
+        settings: ModelSettings,
+        serving: Path | None,
+        metrics: Metrics,
+        *,
+        link: str = CURRENT,
+    ) -> None:
         self.settings = settings
-        self.link = settings.store / CURRENT
+        self.link = settings.store / link
         self.metrics = metrics
-        self._serving = content_identity(serving.resolve())
+        self.reloads = metrics.model_reloads if link == CURRENT else metrics.shadow_reloads
+        self._serving = content_identity(serving.resolve()) if serving is not None else None
         self._refused: str | None = None
         self._ready: Predictor | None = None
+        self._removed = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
@@ -83,8 +99,19 @@ class ModelWatcher:
             ready, self._ready = self._ready, None
         return ready
 
+    def take_removed(self) -> bool:
+        """True once after the link went away while a model from it was loaded."""
+        with self._lock:
+            removed, self._removed = self._removed, False
+        return removed
+
     def check_once(self) -> None:
         if not self.link.exists():
+            if self._serving is not None and self.link.name != CURRENT:
+                with self._lock:
+                    self._removed, self._ready = True, None
+                self._serving = None
+                log.info("model_link_removed", link=str(self.link))
             return
         target = self.link.resolve()
         identity = content_identity(target)
@@ -95,15 +122,23 @@ class ModelWatcher:
             probe(predictor)
         except Exception as exc:  # any failure: refuse the version, keep serving the old one
             self._refused = identity
-            self.metrics.model_reloads.labels(result="failure").inc()
+            self.reloads.labels(result="failure").inc()
             log.error(
-                "model_reload_refused", model_dir=str(target), error=f"{type(exc).__name__}: {exc}"
+                "model_reload_refused",
+                link=self.link.name,
+                model_dir=str(target),
+                error=f"{type(exc).__name__}: {exc}",
             )
             return
         with self._lock:
-            self._ready = predictor
+            self._ready, self._removed = predictor, False
         self._serving = identity
-        log.info("model_reload_loaded", model_dir=str(target), model_version=predictor.version)
+        log.info(
+            "model_reload_loaded",
+            link=self.link.name,
+            model_dir=str(target),
+            model_version=predictor.version,
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.reload_interval_s):

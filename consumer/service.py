@@ -27,11 +27,12 @@ from consumer.inference import InferenceWorker
 from consumer.kafka import Consumer, Producer, wait_for_broker
 from consumer.logs import get_logger
 from consumer.metrics import HealthServer, Metrics
-from consumer.model_store import load_model, resolve_model_dir
+from consumer.model_store import SHADOW, load_model, resolve_model_dir
 from consumer.outputs import BatchResult, Output
 from consumer.predictor import Predictor
 from consumer.reload import ModelWatcher
 from consumer.settings import Settings
+from consumer.shadow import ShadowScorer, observe_shadow
 from consumer.sinks import AtLeastOnceSink, Sink, TransactionalSink
 from consumer.source import PartitionKey, RecordSource
 
@@ -112,9 +113,12 @@ class ClassifierService:
         self.worker: InferenceWorker | None = None  # started by run() when pipelining
         self.generation = 0  # moves on after an exactly-once rewind: older results are void
         self.watcher: ModelWatcher | None = None
+        self.shadow_watcher: ModelWatcher | None = None
         self.health: HealthServer | None = None
         self._last_lag = 0.0
-        self.totals = {"consumed": 0, "classified": 0, "review": 0, "dead_letter": 0}
+        self.totals = {
+            "consumed": 0, "classified": 0, "review": 0, "dead_letter": 0, "audit": 0, "shadow": 0,
+        }  # fmt: skip
         self._set_model_metrics(predictor)
 
     @property
@@ -157,6 +161,12 @@ class ClassifierService:
         if settings.model.path is None:
             self.watcher = ModelWatcher(settings.model, self.predictor.model.path, self.metrics)
             self.watcher.start()
+        if settings.shadow.enabled:
+            # Loaded before the first batch when there is one; followed like `current`.
+            self.shadow_watcher = ModelWatcher(settings.model, None, self.metrics, link=SHADOW)
+            self.shadow_watcher.check_once()
+            self._maybe_swap_shadow()
+            self.shadow_watcher.start()
         self.source.subscribe([settings.topics.raw])
         log.info(
             "service_started",
@@ -246,7 +256,10 @@ class ClassifierService:
         self.metrics.batch_size.observe(len(records))
         if result.inference_s:
             self.metrics.inference_seconds.observe(result.inference_s)
-        counts = {route: result.count(route) for route in ("classified", "review", "dead_letter")}
+        counts = {
+            route: result.count(route)
+            for route in ("classified", "review", "dead_letter", "audit", "shadow")
+        }
         self.totals["consumed"] += len(records)
         for route, n in counts.items():
             self.totals[route] += n
@@ -276,8 +289,10 @@ class ClassifierService:
     def _delivered(self, output: Output) -> None:
         """Routing and end-to-end latency metrics for one delivered output."""
         self.metrics.routed.labels(route=output.route, model_version=self.predictor.version).inc()
-        # drift: category mix and confidences (consumer.drift)
-        observe_output(self.metrics, output, self.predictor.version)
+        if output.shadow is not None:
+            observe_shadow(self.metrics, output.shadow)
+        if output.primary:  # drift: category mix and confidences (consumer.drift)
+            observe_output(self.metrics, output, self.predictor.version)
         if output.record.timestamp_ms:
             self.metrics.end_to_end_seconds.observe(
                 max(0.0, time.time() - output.record.timestamp_ms / 1000)
@@ -301,8 +316,11 @@ class ClassifierService:
             log.debug("lag_update_failed", error=str(exc))
 
     def _maybe_swap_model(self) -> None:
-        if self.watcher is None or (self.worker is not None and self.worker.pending):
+        if self.worker is not None and self.worker.pending:
             return  # swap only while no batch is with the model
+        self._maybe_swap_shadow()
+        if self.watcher is None:
+            return
         fresh = self.watcher.take_ready()
         if fresh is None:
             return
@@ -312,6 +330,31 @@ class ClassifierService:
         self.metrics.model_reloads.labels(result="success").inc()
         log.info("model_swapped", old_version=old, new_version=fresh.version)
 
+    def _maybe_swap_shadow(self) -> None:
+        watcher = self.shadow_watcher
+        if watcher is None:
+            return
+        if watcher.take_removed():
+            old = self.step.shadow
+            self.step.use_shadow(None)
+            self.metrics.shadow_info.clear()
+            log.info("shadow_removed", shadow_version=old.version if old else None)
+        fresh = watcher.take_ready()
+        if fresh is None:
+            return
+        self.step.use_shadow(ShadowScorer(self.settings, fresh, self.metrics))
+        self.metrics.shadow_info.clear()
+        self.metrics.shadow_info.labels(model_version=fresh.version).set(1)
+        self.metrics.shadow_reloads.labels(result="success").inc()
+        log.info(
+            "shadow_loaded",
+            shadow_version=fresh.version,
+            served_version=self.predictor.version,
+            share=self.settings.shadow.share,
+            max_cpu_share=self.settings.shadow.max_cpu_share,
+            precision=fresh.precision,
+        )
+
     def _set_model_metrics(self, predictor: Predictor) -> None:
         self.metrics.set_model(predictor.version, predictor.device, predictor.precision)
         # drift: the training figures of distribution.json (consumer.drift)
@@ -320,8 +363,9 @@ class ClassifierService:
 
     def _shutdown(self, code: ExitCode) -> ExitCode:
         log.info("service_stopping", **self.totals)
-        if self.watcher is not None:
-            self.watcher.stop()
+        for watcher in (self.watcher, self.shadow_watcher):
+            if watcher is not None:
+                watcher.stop()
         if self.worker is not None:
             worker, self.worker = self.worker, None  # what it still holds is read again
             worker.stop()

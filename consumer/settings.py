@@ -70,6 +70,10 @@ class TopicSettings(BaseModel):
     review: str = "tickets.review"
     dead_letter: str = "tickets.dead-letter"
     labeled: str = "tickets.labeled"
+    shadow: str = Field(
+        default="tickets.shadow",
+        description="Both models' answers for the tickets a shadow model scored (ticket.shadow).",
+    )
     partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     max_message_bytes: int = Field(default=1_048_588, ge=1024)
@@ -139,6 +143,34 @@ class RoutingSettings(BaseModel):
     novelty_threshold: float | None = Field(
         default=None, ge=0, description="Override the model's calibrated novelty threshold."
     )
+    audit_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of auto-routed tickets also sent to review (reason audit), picked by"
+        " ticket id: reviewers' labels on them estimate accuracy without the hard-case bias"
+        " (e.g. 0.02).",
+    )
+
+
+class ShadowSettings(BaseModel):
+    """A second model (``<store>/shadow``) scoring live traffic without serving it."""
+
+    enabled: bool = Field(
+        default=True, description="Score with <store>/shadow when it exists (hot-reloaded)."
+    )
+    share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Share of tickets the shadow also scores, picked by ticket id.",
+    )
+    max_cpu_share: float = Field(
+        default=1.0,
+        gt=0,
+        description="Shadow inference time allowed, as a share of the served model's: batches"
+        " beyond it are not shadow-scored (counted as skipped).",
+    )
 
 
 class ConsumerSettings(BaseModel):
@@ -170,6 +202,25 @@ class TrainingSettings(BaseModel):
     min_examples: int = Field(default=20, ge=1)
     target_accuracy: float = Field(default=0.99, gt=0, le=1)
     snapshot_timeout_s: float = Field(default=30.0, gt=0)
+    online_window: str = Field(
+        default="7d", description="Window of reviewers' labels online evaluation reads."
+    )
+    online_confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1,
+        description="Confidence of the interval `compare` and `promote --from-shadow` use.",
+    )
+    online_margin: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="promote --from-shadow: the shadow may be at most this much less accurate"
+        " (lower bound of shadow minus served accuracy >= -margin).",
+    )
+    online_min_pairs: int = Field(
+        default=30, ge=1, description="Reviewed tickets both models scored, at least, to decide."
+    )
 
 
 class ReviewSettings(BaseModel):
@@ -212,6 +263,7 @@ class Settings(BaseSettings):
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)

@@ -428,6 +428,7 @@ class ReviewQueue:
                 labeled_by=reviewer,
                 model_suggestion=request.category,
                 model_version=request.model_version,
+                review_reason=request.reason,
             )
             self.producer.produce(
                 self.settings.topics.labeled, event.to_bytes(), key=request.ticket.id
@@ -437,9 +438,9 @@ class ReviewQueue:
                 self.progress.reviewed += 1
             return Outcome("recorded", f"labeled {decision.label}", decision.label)
         if decision.action == "skip":
-            again = request.model_copy(
-                update={"reason": "requeued", "attempts": request.attempts + 1}
-            )
+            # It keeps its reason (an audit ticket stays one: online evaluation needs to
+            # know); attempts says it was skipped.
+            again = request.model_copy(update={"attempts": request.attempts + 1})
             self.producer.produce(self.topic, again.to_bytes(), key=request.ticket.id)
             flush_all(self.producer, "re-queue")
             with self._lock:

@@ -105,6 +105,7 @@ def topics(kafka_settings: KafkaSettings, unique: str) -> TopicSettings:
         review=f"t-{unique}.review",
         dead_letter=f"t-{unique}.dead-letter",
         labeled=f"t-{unique}.labeled",
+        shadow=f"t-{unique}.shadow",
         partitions=3,
     )
     ensure_topics(kafka_settings, spec)

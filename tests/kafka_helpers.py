@@ -113,6 +113,7 @@ def service_env(settings: Settings, model_dir: Path | None, **extra: str) -> dic
             "TICKETSORT_TOPICS__REVIEW": settings.topics.review,
             "TICKETSORT_TOPICS__DEAD_LETTER": settings.topics.dead_letter,
             "TICKETSORT_TOPICS__LABELED": settings.topics.labeled,
+            "TICKETSORT_TOPICS__SHADOW": settings.topics.shadow,
             "TICKETSORT_MODEL__STORE": str(settings.model.store),
             "TICKETSORT_CONSUMER__METRICS_PORT": "0",
             "TICKETSORT_LOGGING__FORMAT": "json",

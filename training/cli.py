@@ -1,4 +1,5 @@
-"""``python -m training``: train (default), ``evaluate`` a model folder, or ``drift``.
+"""``python -m training``: train (default), ``evaluate`` a model folder, ``drift``,
+``compare`` (online accuracy of the served and shadow models) or ``promote``.
 
 Exit codes: 0 trained (promoted or not) / evaluated; 2 bad input (no data, too
 few examples, unreadable file or label map); 1 anything unexpected.
@@ -42,6 +43,12 @@ def build_train_parser() -> argparse.ArgumentParser:
         "--test-file", type=Path, help="held-out file to evaluate on instead of the test slice"
     )
     parser.add_argument("--force", action="store_true", help="promote even if not better")
+    parser.add_argument(
+        "--shadow",
+        action="store_true",
+        help="install the new version as models/shadow (scored on live traffic, not served)"
+        " instead of asking the promotion gate",
+    )
     parser.add_argument("--store", type=Path, help="model store (default: settings.model.store)")
     parser.add_argument("--args-file", type=Path, help="TrainingArgs as JSON")
     parser.add_argument(
@@ -116,6 +123,7 @@ def train_command(ns: argparse.Namespace) -> int:
         test_file=ns.test_file,
         store=ns.store,
         progress=not ns.no_progress and sys.stderr.isatty(),
+        shadow=ns.shadow,
     )
     test, promo = result.metrics["test"], result.metrics["promotion"]
     base = result.metrics.get("baseline", {}).get("test", {})
@@ -123,6 +131,7 @@ def train_command(ns: argparse.Namespace) -> int:
         "model_dir": str(result.model_dir),
         "promoted": result.promoted,
         "promotion": promo["reason"],
+        "shadow": ns.shadow,
         "test_accuracy": round(test["accuracy"], 4),
         "test_macro_f1": round(test["macro_f1"], 4),
         "baseline_test_accuracy": round(base["accuracy"], 4) if base else None,
@@ -174,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.drift import main as drift_main
 
         return drift_main(argv[1:])
+    if argv and argv[0] in ("compare", "promote"):  # the shadow's: training.shadow_cli
+        from training.shadow_cli import main as shadow_main
+
+        return shadow_main(argv[0], argv[1:])
     command = "train"
     if argv and argv[0] in ("train", "evaluate"):
         command = argv.pop(0)

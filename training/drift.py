@@ -24,19 +24,17 @@ import argparse
 import re
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import TopicPartition
 from pydantic import ValidationError
 
 from consumer.drift import ConfidenceHistogram, TrainingDistribution, read_distribution
 from consumer.errors import ExitCode, TicketsortError
 from consumer.events import ClassifiedTicket, ReviewRequest
-from consumer.kafka import Consumer, wait_for_broker
+from consumer.kafka import Record, wait_for_broker
 from consumer.logs import get_logger
 from consumer.settings import Settings
 from training.distribution import (
@@ -49,6 +47,7 @@ from training.distribution import (
     psi_terms,
 )
 from training.errors import BadInput
+from training.window import scan_window
 
 log = get_logger("training.drift")
 
@@ -56,10 +55,6 @@ CONFIDENCE_GAP = 0.15  # as TicketsortConfidenceShift in deploy/prometheus/rules
 MIN_TICKETS = 100
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 3600}
-
-
-class DriftReadError(TicketsortError):
-    """The topics could not be read up to their end offsets in time."""
 
 
 def parse_duration(text: str) -> float:
@@ -97,56 +92,23 @@ def read_window(
     settings: Settings, since_ms: int, *, timeout_s: float = 60.0, group: str | None = None
 ) -> LiveSample:
     """The classified and review events with a timestamp at or after ``since_ms``."""
-    consumer = Consumer(
-        settings.kafka,
-        group_id=group or f"{settings.kafka.group_id}.drift.{uuid.uuid4().hex}",
-        extra={"isolation.level": "read_committed"},
-    )
     routes = {settings.topics.classified: "classified", settings.topics.review: "review"}
     sample = LiveSample(since_ms=since_ms, until_ms=int(time.time() * 1000))
-    try:
-        deadline = time.monotonic() + timeout_s
-        ends: dict[tuple[str, int], int] = {}
-        starts: list[TopicPartition] = []
-        for topic in routes:
-            partitions = consumer.topic_partitions(topic, timeout_s)
-            if partitions is None:
-                raise BadInput(f"the topic {topic!r} does not exist")
-            wanted = [TopicPartition(topic, p, since_ms) for p in partitions]
-            for tp in consumer.offsets_for_times(wanted, timeout_s):
-                _low, high = consumer.watermarks_until(
-                    TopicPartition(topic, tp.partition), deadline
-                )
-                if 0 <= tp.offset < high:
-                    ends[(topic, tp.partition)] = high
-                    starts.append(TopicPartition(topic, tp.partition, tp.offset))
-        if starts:
-            consumer.assign(starts)
-        positions = {(tp.topic, tp.partition): tp.offset for tp in starts}
-        last_progress = time.monotonic()
-        while any(positions[k] < ends[k] for k in ends):
-            for rec in consumer.consume(1000, 0.5):
-                key = (rec.topic, rec.partition)
-                if rec.offset >= ends[key] or (rec.timestamp_ms or 0) < since_ms:
-                    continue
-                model = ClassifiedTicket if routes[rec.topic] == "classified" else ReviewRequest
-                try:
-                    sample.add(model.model_validate_json(rec.value or b""), routes[rec.topic])
-                except (ValidationError, ValueError):
-                    sample.unreadable += 1
-            undone = [
-                TopicPartition(t, p) for (t, p), end in ends.items() if positions[(t, p)] < end
-            ]
-            for tp in consumer.position(undone):
-                key = (tp.topic, tp.partition)
-                if tp.offset is not None and tp.offset > positions[key]:
-                    positions[key] = int(tp.offset)
-                    last_progress = time.monotonic()
-            if time.monotonic() - last_progress > timeout_s:
-                behind = {f"{t}[{p}]": (positions[(t, p)], e) for (t, p), e in ends.items()}
-                raise DriftReadError(f"reading made no progress for {timeout_s:.0f}s: {behind}")
-    finally:
-        consumer.close()
+
+    def add(rec: Record) -> None:
+        model = ClassifiedTicket if routes[rec.topic] == "classified" else ReviewRequest
+        try:
+            event = model.model_validate_json(rec.value or b"")
+        except (ValidationError, ValueError):
+            sample.unreadable += 1
+            return
+        if isinstance(event, ReviewRequest) and event.reason == "audit":
+            return  # an auto-routed ticket's audit copy: already counted as classified
+        sample.add(event, routes[rec.topic])
+
+    sample.until_ms = scan_window(
+        settings, list(routes), since_ms, add, timeout_s=timeout_s, group=group, purpose="drift"
+    )
     return sample
 
 

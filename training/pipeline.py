@@ -47,7 +47,7 @@ from training.evaluate import Scored, score_probabilities, score_with_predictor
 from training.files import Columns, file_sha256, load_label_map, read_file
 from training.metrics import expected_calibration_error, headline
 from training.novelty_fit import NoveltyFit, fit_and_calibrate
-from training.promote import Decision, apply, decide
+from training.promote import Decision, apply, as_shadow, decide
 from training.records import Example, RawData
 from training.report import confusion_png, render_report
 from training.snapshot import snapshot_archive
@@ -276,6 +276,7 @@ def run_training(
     test_file: Path | None = None,
     store: Path | None = None,
     progress: bool = True,
+    shadow: bool = False,
 ) -> TrainResult:
     """Train, evaluate and (maybe) promote one model; see the module docstring.
 
@@ -328,6 +329,7 @@ def run_training(
         clock=(started, data_ready, fitted_at),
         calibration=calibration,
         groups=groups,
+        shadow=shadow,
     )
     try:
         result = _finish(run)
@@ -367,6 +369,7 @@ class _Run:
     clock: tuple[float, float, float]  # started, data ready, fitted
     calibration: dict[str, float]
     groups: LabelGroups | None = None
+    shadow: bool = False  # install as <store>/shadow instead of the promotion gate
 
     def served(self, examples: Sequence[Example]) -> list[Example]:
         """Examples labeled as serving labels them: by bucket for a grouped head."""
@@ -482,13 +485,17 @@ def _finish(run: _Run) -> TrainResult:
         )
         baseline = {name: s.metrics(served) for name, s in scored.items()}
         baseline["fit_seconds"] = round(fit_s, 2)
-    decision: Decision = decide(
-        store,
-        new_macro_f1=float(test_metrics["macro_f1"]),
-        test=test,
-        force=run.force,
-        device=fitted.device,
-        base_model=settings.model.base_model,
+    decision: Decision = (
+        as_shadow(store, float(test_metrics["macro_f1"]))
+        if run.shadow
+        else decide(
+            store,
+            new_macro_f1=float(test_metrics["macro_f1"]),
+            test=test,
+            force=run.force,
+            device=fitted.device,
+            base_model=settings.model.base_model,
+        )
     )
 
     metrics: dict[str, Any] = {
@@ -553,7 +560,7 @@ def _finish(run: _Run) -> TrainResult:
     )
     final = store / version
     partial.rename(final)
-    apply(store, final, decision)
+    apply(store, final, decision, shadow=run.shadow)
     log.info(
         "model_written",
         version=version,

@@ -4,6 +4,11 @@ The current model is scored on the new run's held-out test slice (the same
 tickets, through the same serving path) and the new model is promoted when its
 macro-F1 is strictly higher; or with ``force``; or when there is no current
 model, or it cannot be loaded any more (serving could not load it either).
+
+With ``--shadow`` the gate is not asked: the new version becomes ``models/shadow``,
+scored on live traffic beside the served one (``consumer.shadow``), and promoted
+later on that evidence (``python -m training promote --from-shadow``,
+``training.online_eval``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer.logs import get_logger
-from consumer.model_store import ModelLoadError, current_version, promote
+from consumer.model_store import SHADOW, ModelLoadError, current_version, promote
 from training.evaluate import score_model_dir
 from training.records import Example
 
@@ -70,8 +75,23 @@ def decide(
     return Decision(False, reason, current, current_f1, new_macro_f1)
 
 
-def apply(store: Path, folder: Path, decision: Decision) -> None:
-    if decision.promoted:
+def as_shadow(store: Path, new_macro_f1: float) -> Decision:
+    """The decision of a run installed as the shadow: not served, no gate."""
+    return Decision(
+        False,
+        "installed as the shadow model (--shadow): scored on live traffic, not served;"
+        " `python -m training promote --from-shadow` promotes it on that evidence",
+        current_version(store),
+        None,
+        new_macro_f1,
+    )
+
+
+def apply(store: Path, folder: Path, decision: Decision, *, shadow: bool = False) -> None:
+    if shadow:
+        promote(store, folder, SHADOW)
+        log.info("model_installed_as_shadow", version=folder.name)
+    elif decision.promoted:
         promote(store, folder)
         log.info("model_promoted", version=folder.name, reason=decision.reason)
     else:

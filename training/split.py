@@ -15,21 +15,15 @@ the validation range is the same in both modes.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from consumer.sampling import hash_unit
 from training.records import Example
 
 SplitName = Literal["train", "validation", "test"]
-
-
-def hash_unit(ticket_id: str, salt: str) -> float:
-    """A uniform number in [0, 1) from the ticket id: the same id, the same number."""
-    digest = hashlib.sha256(f"{salt}\x00{ticket_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def assign_split(

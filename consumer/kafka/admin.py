@@ -61,6 +61,8 @@ def topic_specs(topics: TopicSettings) -> list[NewTopic]:
         spec(topics.dead_letter),
         # The labeled archive is the training set: kept forever.
         spec(topics.labeled, **{"retention.ms": FOREVER, "retention.bytes": FOREVER}),
+        # Both models' answers: what online evaluation and promotion read.
+        spec(topics.shadow),
     ]
 
 

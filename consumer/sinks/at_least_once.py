@@ -93,8 +93,10 @@ class AtLeastOnceSink:
         return None
 
     def publish(self, result: BatchResult) -> bool:
+        per_record = result.outputs_per_record()
         for record in result.records:
-            self.tracker.add(record.topic, record.partition, record.offset)
+            key = (record.topic, record.partition, record.offset)
+            self.tracker.add(record.topic, record.partition, record.offset, per_record.get(key, 1))
         for output in result.outputs:
             self._produce(output)
         self.producer.poll(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from consumer.kafka import ensure_topics
+from consumer.kafka.admin import topic_specs
 from consumer.settings import Settings
 from producer_tools.connect import require_broker
 from producer_tools.exits import ExitCode
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     require_broker(settings, args.broker_timeout)
     topics = settings.topics
-    wanted = [topics.raw, topics.classified, topics.review, topics.dead_letter, topics.labeled]
+    wanted = [spec.topic for spec in topic_specs(topics)]
     created = set(ensure_topics(settings.kafka, topics))
     for name in wanted:
         state = "created" if name in created else "exists "
