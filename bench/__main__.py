@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from bench import corpus, end_to_end, model_only, naive, novelty_cost
+from bench import corpus, end_to_end, model_only, naive, novelty_cost, shadow_cost
 from bench.load import measured
 from consumer.logs import configure_logging
 from consumer.model_store import load_model
@@ -135,6 +135,18 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
         model_dir, settings.model, texts[:1000], batch, seconds=seconds / 2, rounds=3
     )
     print("novelty cost", out["novelty_cost"], flush=True)
+    if not is_gpu:
+        out["shadow_cost"], load = measured(
+            lambda: shadow_cost.measure(
+                model_dir,
+                settings,
+                [t.to_bytes() for t in tickets[:1000]],
+                seconds=seconds / 2,
+                rounds=3,
+            )
+        )
+        out["shadow_cost"].update(load)
+        print("shadow cost", out["shadow_cost"], flush=True)
     # The fast path as served: what `auto` picks on this machine (its own warm-up included).
     auto = Predictor(load_model(model_dir), settings.model)
     out["auto_precision"] = auto.precision
@@ -143,6 +155,8 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
     row(auto_key, auto, batch)
     tokens = out["model_only"][auto_key]["mean_tokens"]
     out["flops_per_ticket"] = model_only.flops_per_ticket(auto, tokens)
+    if not is_gpu:
+        out["gemm_peak_gflops"] = round(model_only.gemm_peak_gflops(), 1)
     out["end_to_end"], load = measured(lambda: end_to_end.throughput(settings, auto, tickets))
     out["end_to_end"].update(load)
     print("end to end", out["end_to_end"], flush=True)
@@ -195,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         help="reuse bench-results/banking77.json instead of training",
     )
     parser.add_argument("--gpu", action="store_true", help="run the speed part on CUDA (fp16)")
-    args = parser.parse_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv_list)
     configure_logging("WARNING")
     RESULTS.mkdir(exist_ok=True)
     settings = Settings()
@@ -209,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     store = RESULTS / "models"
     results: dict[str, Any] = {
-        "command": "make bench" + (" ARGS=--quick" if args.quick else ""),
+        "command": "make bench" + (f' ARGS="{" ".join(argv_list)}"' if argv_list else ""),
         "quick": args.quick,
         "machine": machine(),
     }

@@ -3,8 +3,11 @@
 A speed figure taken while other processes compete for the cores says more about
 them than about ticketsort. Every row records the 1/5/15-minute load average
 before and after it and the share of the machine's CPU time that processes
-other than this one (and its children) used meanwhile, read from ``/proc/stat``;
-a row is flagged ``under_load`` when either says the machine was busy.
+other than this one (and its children) used meanwhile, read from ``/proc/stat``.
+A row is flagged ``under_load`` when other processes took a real share of the CPU
+during it. The load average alone cannot say that: it counts the bench's own threads,
+so after one row of a two-thread bench on two cores it reads ~2 on a quiet machine.
+It decides only where ``/proc/stat`` cannot be read.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ def own_cpu_seconds() -> float:
 
 
 def judge(load_before: float, others_share: float | None, cores: int) -> bool:
-    """Busy when the 1-minute load before the row or others' CPU share during it is high."""
-    if load_before > LOADED_PER_CORE * cores:
-        return True
-    return others_share is not None and others_share > OTHERS_SHARE
+    """Busy when others' CPU share during the row is high; where it is unknown, when the
+    1-minute load average before the row is."""
+    if others_share is not None:
+        return others_share > OTHERS_SHARE
+    return load_before > LOADED_PER_CORE * cores
 
 
 def measured(run: Callable[[], T]) -> tuple[T, dict[str, Any]]:

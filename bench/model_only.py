@@ -47,3 +47,20 @@ def flops_per_ticket(predictor: Predictor, tokens: float) -> float:
     per_token_per_layer = 2 * (4 * h * h + 2 * h * inter)  # QKV+O projections and the MLP
     attention = 2 * 2 * tokens * h  # QK^T and AV, per token per layer
     return layers * tokens * (per_token_per_layer + attention)
+
+
+def gemm_peak_gflops(size: int = 2048, seconds: float = 2.0) -> float:
+    """The machine's practical fp32 peak: the best rate of a large fp32 matrix product
+    (torch's GEMM, the same threads the model gets), in GFLOP/s."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
+    return best

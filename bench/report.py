@@ -78,11 +78,34 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
             )
             + " (budget: 5%).",
         ]
+    shadow = speed.get("shadow_cost")
+    if shadow:
+        shares = shadow["shares"]
+        lines += [
+            "",
+            f"Shadow scoring (issue 16), the batch step at batch {shadow['batch_size']}"
+            f" ({shadow['served_path']}, a second model of the same size, interleaved rounds,"
+            f" medians; load {_load(shadow)}): no shadow {shares['0']['tickets_per_s']}"
+            f" tickets/s; 10% of traffic {shares['0.1']['tickets_per_s']}"
+            f" ({100 * shares['0.1']['cost_share']:+.1f}% cost); 100% of traffic"
+            f" {shares['1']['tickets_per_s']} ({100 * shares['1']['cost_share']:+.1f}% cost).",
+        ]
     gflop = speed["flops_per_ticket"] / 1e9
+    peak = speed.get("gemm_peak_gflops")
+    rates = [r["tickets_per_s"] for k, r in mo.items() if k.startswith("fp32@")]
+    share = ""
+    if peak and rates:
+        best = max(rates)
+        share = (
+            f" The machine's fp32 peak, measured as the best rate of a 2048² fp32 GEMM with"
+            f" the same threads, is {peak:.0f} GFLOP/s; fp32 model-only at its best batch"
+            f" ({best} tickets/s) reaches {best * speed['flops_per_ticket'] / 1e9:.0f} GFLOP/s,"
+            f" **{100 * best * speed['flops_per_ticket'] / 1e9 / peak:.0f}% of that peak**."
+        )
     lines += [
         "",
         f"Arithmetic: {gflop:.3f} GFLOP per ticket at the mean length above"
-        " (2 × multiply-adds of the six encoder layers; 1.36 GFLOP at 64 tokens).",
+        " (2 × multiply-adds of the six encoder layers; 1.36 GFLOP at 64 tokens)." + share,
         "",
         "### End to end and the naive peer",
         "",

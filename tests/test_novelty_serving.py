@@ -165,3 +165,27 @@ def test_a_corrupt_novelty_file_refuses_the_model_folder(
     (folder / TENSORS_FILE).write_bytes(b"\x00 not safetensors")
     with pytest.raises(ModelLoadError, match="novelty"):
         load_model(folder)
+
+
+def test_the_batch_step_hands_each_outputs_novelty_to_the_drift_metrics(
+    trained_model_dir: Path,
+) -> None:
+    # The drift histogram ticketsort_novelty_score reads Output.novelty; the batch step used
+    # to leave it unset, so the histogram stayed empty with a novelty-scoring model.
+    from consumer.batch_step import BatchStep
+    from consumer.drift import observe_output
+    from consumer.metrics import Metrics
+    from tests.fakes import record
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    step = BatchStep(settings, Predictor(load_model(trained_model_dir), settings.model))
+    raw = [RawTicket(id=f"nv-{i}", body=text).to_bytes() for i, text in enumerate(FAR_OFF)]
+    result = step.process([record(0, i, value, settings.topics.raw) for i, value in enumerate(raw)])
+    assert all(o.novelty is not None and o.novelty > 0 for o in result.primaries)
+    metrics = Metrics()
+    for output in result.primaries:
+        observe_output(metrics, output, step.predictor.version)
+    count = metrics.registry.get_sample_value(
+        "ticketsort_novelty_score_count", {"model_version": step.predictor.version}
+    )
+    assert count == len(FAR_OFF)

@@ -317,7 +317,7 @@ def _accuracy_rows(results: dict[str, Any]) -> list[str]:
         mapped = r.get("intents_mapped_to_buckets")
         if mapped:
             rows.append(
-                f"| 11 buckets | the 77-intent model, predictions mapped to buckets |"
+                f"| 11 buckets | the {name} model, predictions mapped to buckets |"
                 f" {_pct(mapped['accuracy'])} | {mapped['macro_f1']:.4f} | (same run) | |"
             )
     if "intents77" in results or "small10" in results:
