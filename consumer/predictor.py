@@ -281,7 +281,8 @@ class Predictor:
             probs[idx] = chunk.cpu().numpy()
             if pooled is not None:
                 if self.novelty is not None and novelty is not None:
-                    raw = self.novelty.score_tensor(pooled.float()).cpu().numpy()
+                    distance = self.novelty.score_tensor(pooled.float())
+                    raw = self.novelty.combine(distance, chunk).cpu().numpy()
                     novelty[idx] = raw * self._novelty_scale
                 if embeddings:
                     if pooled_out is None:

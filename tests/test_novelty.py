@@ -146,3 +146,32 @@ def test_scores_at_another_precision_are_put_on_the_fp32_scale() -> None:
     scorer.meta["thresholds"] = {"fp32": 10.0, "int8": 25.0}
     assert scorer.scale_for("int8") == pytest.approx(0.4)
     assert scorer.scale_for("fp32") == 1.0 and scorer.scale_for("bf16") == 1.0
+
+
+def test_the_confidence_signal_adds_the_softmax_doubt_scaled_by_the_spreads(
+    tmp_path: Path,
+) -> None:
+    x, y = clusters()
+    distance_only = fit_mahalanobis(x, y)
+    rng = np.random.default_rng(1)
+    val = x[::7]
+    val_probs = rng.dirichlet([5, 1, 1], size=len(val)).astype(np.float32)
+    val_distance = distance_only.score(val)
+    scorer = distance_only.with_confidence(val_distance, val_probs)
+    assert scorer.uses_confidence and not distance_only.uses_confidence
+    doubt = 1 - val_probs.max(axis=1)
+    expected = val_distance / val_distance.std() + doubt / doubt.std()
+    np.testing.assert_allclose(scorer.score_with(val, val_probs), expected, rtol=1e-4)
+    # The same embedding scores higher when the model doubts it: a confident look-alike
+    # and a doubtful one are told apart, which a distance alone cannot do.
+    point = x[:1]
+    sure, unsure = np.array([[0.98, 0.01, 0.01]]), np.array([[0.4, 0.35, 0.25]])
+    assert scorer.score_with(point, unsure)[0] > scorer.score_with(point, sure)[0]
+    assert distance_only.score_with(point, unsure)[0] == distance_only.score_with(point, sure)[0]
+    # The weights travel with the model folder.
+    scorer.save(tmp_path)
+    loaded = load_novelty(tmp_path)
+    assert loaded is not None and loaded.uses_confidence
+    np.testing.assert_allclose(
+        loaded.score_with(val, val_probs), scorer.score_with(val, val_probs), rtol=1e-5
+    )

@@ -49,9 +49,14 @@ def test_training_stores_calibrated_novelty_and_serving_scores_it(trained_model_
     texts = usual_texts() + FAR_OFF
     outputs = predictor.outputs(texts, embeddings=True)
     assert outputs.novelty is not None and outputs.embeddings is not None
-    # The score of the forward pass is the scorer's score of that pass's own embeddings.
+    # The score of the forward pass is the scorer's score of that pass's own embeddings
+    # (and, with the default distance+confidence signal, of its own probabilities).
+    assert model.novelty.uses_confidence
     np.testing.assert_allclose(
-        outputs.novelty, model.novelty.score(outputs.embeddings), rtol=1e-4, atol=1e-4
+        outputs.novelty,
+        model.novelty.score_with(outputs.embeddings, outputs.probs),
+        rtol=1e-4,
+        atol=1e-4,
     )
     predictions = predictor.predict(texts)
     novelty = np.array([p.novelty for p in predictions], dtype=np.float64)
@@ -66,7 +71,7 @@ def test_training_stores_calibrated_novelty_and_serving_scores_it(trained_model_
     int8 = Predictor(model, ModelSettings(device="cpu", precision="int8"))
     out8 = int8.outputs(texts, embeddings=True)
     assert out8.novelty is not None and out8.embeddings is not None
-    raw8 = model.novelty.score(out8.embeddings)
+    raw8 = model.novelty.score_with(out8.embeddings, out8.probs)
     np.testing.assert_allclose(
         out8.novelty, raw8 * thresholds["fp32"] / thresholds["int8"], rtol=1e-4, atol=1e-4
     )

@@ -150,6 +150,13 @@ class TrainingArgs(BaseModel):
         description="Novelty threshold: this quantile of the validation slice's scores.",
     )
     novelty_k: int = Field(default=10, ge=1, description="k of the knn novelty score.")
+    novelty_signal: Literal["distance", "distance+confidence"] = Field(
+        default="distance+confidence",
+        description=(
+            "distance: the embedding's distance alone; distance+confidence: plus the softmax's"
+            " doubt (1 - max probability), each scaled by its spread on validation."
+        ),
+    )
 
     # --- thresholds, baseline, hardware -------------------------------------------------
     per_category_thresholds: bool = True

@@ -358,7 +358,8 @@ def _oos_lines(r: dict[str, Any]) -> list[str]:
         f" scored ({n['held_out']} held-out, {n['in_scope']} in-scope) and routed as the"
         f" consumer routes. Operating point chosen by training on validation only: novelty"
         f" threshold = the {point['quantile']} quantile of the validation slice's"
-        f" {r['novelty']['method']} scores, confidence thresholds for the target accuracy.",
+        f" {r['novelty']['method']} scores ({r['novelty'].get('signal', 'distance')}),"
+        " confidence thresholds for the target accuracy.",
         "",
         "| routing | held-out to review | in-scope auto-routed | in-scope auto precision |"
         " all auto-routed precision | review share |",

@@ -210,22 +210,37 @@ def run_oos(
 
     # Scorer comparison on validation-style data (test.csv only reports, below).
     held_clean = [clean_ticket(None, t, max_chars=max_chars) for t, _ in held_train]
-    held_emb = predictor.outputs([t for t in held_clean if t], embeddings=True).embeddings
+    held_out_pass = predictor.outputs([t for t in held_clean if t], embeddings=True)
+    held_emb = held_out_pass.embeddings
     assert held_emb is not None
     comparison: dict[str, Any] = {}
-    for method in ("mahalanobis", "knn"):
+    for method, signal in (
+        ("mahalanobis", "distance"),
+        ("mahalanobis", "distance+confidence"),
+        ("knn", "distance"),
+        ("knn", "distance+confidence"),
+    ):
         scorer = fit_novelty(method, fit.train_embeddings, fit.train_labels, k=args.novelty_k)
         val_scores = scorer.score(fit.validation_embeddings)
         ood_scores = scorer.score(held_emb)
-        threshold = quantile_threshold(val_scores, args.novelty_quantile)
         test_scores = scorer.score(outputs.embeddings)
-        comparison[method] = {
+        name = method
+        if signal == "distance+confidence":
+            scorer = scorer.with_confidence(val_scores, fit.validation_probs)
+            val_scores = scorer.score_with(fit.validation_embeddings, fit.validation_probs)
+            ood_scores = scorer.score_with(held_emb, held_out_pass.probs)
+            test_scores = scorer.score_with(outputs.embeddings, outputs.probs)
+            name = f"{method}+confidence"
+        threshold = quantile_threshold(val_scores, args.novelty_quantile)
+        comparison[name] = {
             "validation_style_auroc": auroc(val_scores, ood_scores),
             "validation_style_held_out_flagged": float((ood_scores > threshold).mean()),
             "test_auroc": auroc(test_scores[~held], test_scores[held]),
             "test_at_quantile": figures_at(threshold, test_scores),
         }
+    val_confidence = fit.validation_probs.max(axis=1)
     comparison["max_softmax_confidence"] = {
+        "validation_style_auroc": auroc(-val_confidence, -held_out_pass.probs.max(axis=1)),
         "test_auroc": auroc(-confidence[~held], -confidence[held]),
     }
     png = result.model_dir / "oos_curve.png"

@@ -436,6 +436,7 @@ def _finish(run: _Run) -> TrainResult:
             method=args.novelty_method,
             quantile=args.novelty_quantile,
             k=args.novelty_k,
+            signal=args.novelty_signal,
         )
         fp32.set_novelty(novelty.scorer)
         # int8 embeddings shift the distances: the same quantile under int8, so that
