@@ -114,6 +114,10 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"model_dir": str(model_dir), "model_only": {}, "precision_accuracy": {}}
     is_gpu = torch.cuda.is_available() and settings.model.device != "cpu"
     precisions = ["fp16", "bf16", "fp32"] if is_gpu else ["fp32", "int8", "bf16", "bf16-autocast"]
+    from consumer.precision import onnx_available
+
+    if not is_gpu and onnx_available():
+        precisions += ["onnx-fp32", "onnx-int8"]
     sizes = sorted({16, batch} | ({256, 1024} if is_gpu else set()))
 
     def row(key: str, predictor: Predictor, size: int) -> None:

@@ -54,6 +54,9 @@ SPECS: dict[str, Spec] = {
         Spec("bf16", "cpu", BF16_FLAGS, "weights and activations cast to bfloat16"),
         Spec("bf16-autocast", "cpu", BF16_FLAGS, "fp32 weights, bf16 matmuls (torch.autocast)"),
         Spec("int8", "cpu", note="dynamic int8 quantization of every Linear layer"),
+        # Optional extra (consumer.onnx_runtime); training offers them with onnx_candidates.
+        Spec("onnx-fp32", "cpu", ("onnxruntime",), "ONNX Runtime, optimised graph, fp32"),
+        Spec("onnx-int8", "cpu", ("onnxruntime",), "ONNX Runtime, optimised graph, dynamic int8"),
         Spec("fp32-cuda", "cuda", note="fp32 on the GPU"),
         Spec("fp16", "cuda", note="half precision on the GPU"),
         Spec("bf16-cuda", "cuda", ("cuda_bf16",), "bfloat16 on the GPU"),
@@ -61,7 +64,14 @@ SPECS: dict[str, Spec] = {
 }
 # The names ``TICKETSORT_MODEL__PRECISION`` takes, per device, mapped to a spec.
 FORCED: dict[Device, dict[str, str]] = {
-    "cpu": {"fp32": "fp32", "bf16": "bf16", "bf16-autocast": "bf16-autocast", "int8": "int8"},
+    "cpu": {
+        "fp32": "fp32",
+        "bf16": "bf16",
+        "bf16-autocast": "bf16-autocast",
+        "int8": "int8",
+        "onnx-fp32": "onnx-fp32",
+        "onnx-int8": "onnx-int8",
+    },
     "cuda": {"fp32": "fp32-cuda", "fp16": "fp16", "bf16": "bf16-cuda"},
 }
 # What each spec reports as its precision (metrics label ``precision``, ``Predictor.precision``).
@@ -70,6 +80,8 @@ PRECISION_OF: dict[str, str] = {
     "bf16": "bf16",
     "bf16-autocast": "bf16-autocast",
     "int8": "int8",
+    "onnx-fp32": "onnx-fp32",
+    "onnx-int8": "onnx-int8",
     "fp32-cuda": "fp32",
     "fp16": "fp16",
     "bf16-cuda": "bf16",
@@ -89,6 +101,8 @@ class Hardware:
         extra = set()
         if self.gpu_capability is not None and self.gpu_capability >= (8, 0):
             extra.add("cuda_bf16")
+        if self.device == "cpu" and onnx_available():
+            extra.add("onnxruntime")
         return self.cpu_flags | extra
 
     def signature(self) -> str:
@@ -107,6 +121,13 @@ class Hardware:
             "gpu": self.gpu,
             "signature": self.signature(),
         }
+
+
+@lru_cache(maxsize=1)
+def onnx_available() -> bool:
+    from consumer.onnx_runtime import available
+
+    return available()
 
 
 @lru_cache(maxsize=1)
@@ -257,6 +278,10 @@ def forced_spec(wanted: str, device: Device) -> str:
         raise ValueError(
             f"TICKETSORT_MODEL__PRECISION={wanted} cannot run on {device}{where}: use auto or"
             f" one of {', '.join(names)}"
+        )
+    if "onnxruntime" in SPECS[names[wanted]].needs_any and not onnx_available():
+        raise ValueError(
+            f"TICKETSORT_MODEL__PRECISION={wanted} needs ONNX Runtime: pip install -e '.[onnx]'"
         )
     return names[wanted]
 

@@ -34,7 +34,7 @@ from consumer.novelty import NoveltyScorer
 from consumer.settings import ModelSettings
 
 Device = Literal["cpu", "cuda"]
-Precision = Literal["fp32", "int8", "bf16", "bf16-autocast", "fp16"]
+Precision = Literal["fp32", "int8", "bf16", "bf16-autocast", "fp16", "onnx-fp32", "onnx-int8"]
 
 log = get_logger("consumer.predictor")
 WARMUP_ROUNDS = 3
@@ -118,11 +118,16 @@ def prepare_network(network: nn.Module, spec: str, *, keep_original: bool = Fals
     network.eval()
     if spec == "int8":
         return quantize_int8(network)
-    cast = {"bf16": torch.bfloat16, "fp16": torch.float16, "bf16-cuda": torch.bfloat16}
+    if spec in ("onnx-fp32", "onnx-int8"):
+        from consumer.onnx_runtime import OnnxNetwork
+
+        onnx: Any = OnnxNetwork(network, int8=spec == "onnx-int8")
+        return cast(nn.Module, onnx)
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "bf16-cuda": torch.bfloat16}
     device = serving_paths.SPECS[spec].device
-    if spec in cast or device == "cuda":
+    if spec in dtypes or device == "cuda":
         target = copy.deepcopy(network) if keep_original else network
-        return target.to(device=device, dtype=cast.get(spec, torch.float32))
+        return target.to(device=device, dtype=dtypes.get(spec, torch.float32))
     return network
 
 

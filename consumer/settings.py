@@ -96,12 +96,14 @@ class ModelSettings(BaseModel):
         default=None, description="Serve this model folder instead of <store>/current."
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "int8", "bf16", "bf16-autocast", "fp16"] = Field(
+    precision: Literal[
+        "auto", "fp32", "int8", "bf16", "bf16-autocast", "fp16", "onnx-fp32", "onnx-int8"
+    ] = Field(
         default="auto",
         description=(
             "auto: the fastest serving path this machine supports among those training measured"
             " to lose <= 0.3 points (consumer.precision); or force fp32, bf16, bf16-autocast,"
-            " int8 (CPU), fp16, bf16, fp32 (GPU)."
+            " int8, onnx-fp32, onnx-int8 (CPU; onnx: the onnx extra), fp16, bf16, fp32 (GPU)."
         ),
     )
     max_length: int = Field(default=128, ge=8, le=512)

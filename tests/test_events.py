@@ -142,7 +142,13 @@ def test_v1_events_still_parse_and_v2_keeps_every_v1_field() -> None:
     assert lenient.category == "cards" and lenient.confidence == 0.9
 
     review_v1 = json.loads((SCHEMA_DIR / "review_request.v1.json").read_text())
-    for reason, readable in (("low_confidence", True), ("novel", False)):
+    review_v2 = json.loads((SCHEMA_DIR / "review_request.v2.json").read_text())
+    # (reason, a tolerant v1 reader reads it, a tolerant v2 reader reads it)
+    for reason, readable, readable_v2 in (
+        ("low_confidence", True, True),
+        ("novel", False, True),
+        ("audit", False, False),
+    ):
         event = ReviewRequest(
             ticket=raw,
             category="cards",
@@ -155,11 +161,44 @@ def test_v1_events_still_parse_and_v2_keeps_every_v1_field() -> None:
             novelty_threshold=4.0,  # type: ignore[arg-type]
         )
         payload = json.loads(event.to_bytes())
+        assert payload["schema_version"] == 3
         jsonschema.validate(
-            payload, json.loads((SCHEMA_DIR / "review_request.v2.json").read_text())
+            payload, json.loads((SCHEMA_DIR / "review_request.v3.json").read_text())
         )
+        if readable_v2:
+            jsonschema.validate(payload, _tolerant(review_v2))
+        else:  # v3's new reason is what a v2 reader cannot know
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(payload, _tolerant(review_v2))
         if readable:
             jsonschema.validate(payload, _tolerant(review_v1))
         else:  # the new reason is what a v1 reader cannot know
             with pytest.raises(jsonschema.ValidationError):
                 jsonschema.validate(payload, _tolerant(review_v1))
+
+
+def test_labeled_v1_still_parses_and_shadow_events_match_their_schema() -> None:
+    from consumer.events import LabeledTicket, LabeledTicketV1, ShadowScore, ShadowSide
+
+    raw = RawTicket(id="t-9", body="refund please")
+    old = LabeledTicketV1(ticket=raw, label="billing", label_source="reviewer")
+    again = LabeledTicket.model_validate_json(old.to_bytes())
+    assert again.schema_version == 1 and again.review_reason is None
+    new = LabeledTicket(ticket=raw, label="billing", label_source="reviewer", review_reason="audit")
+    data = json.loads(new.to_bytes())
+    assert data["schema_version"] == 2
+    jsonschema.validate(data, json.loads((SCHEMA_DIR / "labeled_ticket.v2.json").read_text()))
+    jsonschema.validate(
+        data, _tolerant(json.loads((SCHEMA_DIR / "labeled_ticket.v1.json").read_text()))
+    )
+    side = {"confidence": 0.9, "route": "classified"}
+    shadow = ShadowScore(
+        ticket_id="t-9",
+        served=ShadowSide(model_version="v1", category="billing", **side),  # type: ignore[arg-type]
+        shadow=ShadowSide(model_version="v2", category="refunds", **side),  # type: ignore[arg-type]
+        agree=False,
+    )
+    jsonschema.validate(
+        json.loads(shadow.to_bytes()),
+        json.loads((SCHEMA_DIR / "shadow_score.v1.json").read_text()),
+    )

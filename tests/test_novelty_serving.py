@@ -151,7 +151,7 @@ def test_a_far_off_ticket_goes_to_review_as_novel_on_a_real_broker(
     by_id = {r.ticket.id: r for r in reviews}
     for ticket in far:
         review = by_id[ticket.id]
-        assert review.reason == "novel" and review.schema_version == 2
+        assert review.reason == "novel" and review.schema_version == 3
         assert review.novelty is not None and review.novelty_threshold is not None
         assert review.novelty > review.novelty_threshold
     assert all(c.novelty is not None for c in classified)

@@ -104,14 +104,16 @@ def test_topics_command_is_idempotent(
         review=f"tt-{unique}.review",
         dead_letter=f"tt-{unique}.dead-letter",
         labeled=f"tt-{unique}.labeled",
+        shadow=f"tt-{unique}.shadow",
     )
     settings = Settings(_env_file=None, kafka=kafka_settings, topics=names)
     assert run_cli(["topics"], settings) == 0
     out = capsys.readouterr().out
-    assert "5 created, 0 already existed" in out and f"created  tt-{unique}.labeled" in out
+    assert "6 created, 0 already existed" in out and f"created  tt-{unique}.labeled" in out
+    assert f"created  tt-{unique}.shadow" in out
     assert run_cli(["topics"], settings) == 0
     out = capsys.readouterr().out
-    assert "0 created, 5 already existed" in out and f"exists   tt-{unique}.raw" in out
+    assert "0 created, 6 already existed" in out and f"exists   tt-{unique}.raw" in out
     topics = (
         confluent_kafka.admin.AdminClient(kafka_settings.client_config())
         .list_topics(timeout=10)

@@ -158,6 +158,14 @@ class TrainingArgs(BaseModel):
         ),
     )
 
+    onnx_candidates: bool = Field(
+        default=False,
+        description=(
+            "Also score ONNX Runtime fp32/int8 as serving candidates (needs the onnx extra;"
+            " each is an export and an optimisation pass)."
+        ),
+    )
+
     # --- thresholds, baseline, hardware -------------------------------------------------
     per_category_thresholds: bool = True
     per_category_min_support: int = Field(

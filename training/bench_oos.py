@@ -31,7 +31,7 @@ import numpy as np
 
 from consumer.clean import clean_ticket
 from consumer.model_store import load_model
-from consumer.novelty import fit_novelty, quantile_threshold
+from consumer.novelty import NoveltyMethod, fit_novelty, quantile_threshold
 from consumer.settings import Settings
 from training.args import TrainingArgs
 from training.evaluate import make_predictor
@@ -214,17 +214,18 @@ def run_oos(
     held_emb = held_out_pass.embeddings
     assert held_emb is not None
     comparison: dict[str, Any] = {}
-    for method, signal in (
+    pairs: tuple[tuple[NoveltyMethod, str], ...] = (
         ("mahalanobis", "distance"),
         ("mahalanobis", "distance+confidence"),
         ("knn", "distance"),
         ("knn", "distance+confidence"),
-    ):
+    )
+    for method, signal in pairs:
         scorer = fit_novelty(method, fit.train_embeddings, fit.train_labels, k=args.novelty_k)
         val_scores = scorer.score(fit.validation_embeddings)
         ood_scores = scorer.score(held_emb)
         test_scores = scorer.score(outputs.embeddings)
-        name = method
+        name: str = method
         if signal == "distance+confidence":
             scorer = scorer.with_confidence(val_scores, fit.validation_probs)
             val_scores = scorer.score_with(fit.validation_embeddings, fit.validation_probs)

@@ -44,9 +44,14 @@ class Evaluated:
         return "fp32-cuda" if device == "cuda" else "fp32"
 
 
-def candidate_specs(training_device: str) -> list[serving_paths.Spec]:
-    """What this machine can score: its CPU's candidates, and its GPU's when training on one."""
-    specs = serving_paths.specs_for(serving_paths.detect_hardware("cpu"))
+def candidate_specs(training_device: str, *, onnx: bool = False) -> list[serving_paths.Spec]:
+    """What this machine can score: its CPU's candidates (ONNX Runtime's only with ``onnx``:
+    each costs an export), and its GPU's when training on one."""
+    specs = [
+        s
+        for s in serving_paths.specs_for(serving_paths.detect_hardware("cpu"))
+        if onnx or not s.name.startswith("onnx-")
+    ]
     if training_device == "cuda" and torch.cuda.is_available():
         specs += serving_paths.specs_for(serving_paths.detect_hardware("cuda"))
     return specs
@@ -76,8 +81,9 @@ def evaluate_candidates(
     training_device: str,
     max_length: int = 512,
     specs: Sequence[serving_paths.Spec] | None = None,
+    onnx: bool = False,
 ) -> Evaluated:
-    specs = list(specs) if specs is not None else candidate_specs(training_device)
+    specs = list(specs) if specs is not None else candidate_specs(training_device, onnx=onnx)
     predictors = {s.name: predictor_for(model, s.name, max_length) for s in specs}
     scored = {name: score_with_predictor(p, validation) for name, p in predictors.items()}
     texts = [e.text for e in validation]

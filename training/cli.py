@@ -73,7 +73,7 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     _add_data_options(parser)
     parser.add_argument(
         "--precision",
-        choices=("fp32", "int8", "bf16", "bf16-autocast"),
+        choices=("fp32", "int8", "bf16", "bf16-autocast", "onnx-fp32", "onnx-int8"),
         default="fp32",
         help="the CPU serving path to score (see consumer.precision)",
     )

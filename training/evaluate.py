@@ -19,7 +19,7 @@ from consumer.settings import ModelSettings
 from training.metrics import classification_metrics
 from training.records import Example
 
-EvalPrecision = Literal["fp32", "int8", "bf16", "bf16-autocast"]
+EvalPrecision = Literal["fp32", "int8", "bf16", "bf16-autocast", "onnx-fp32", "onnx-int8"]
 
 
 @dataclass(frozen=True)

@@ -407,7 +407,9 @@ def _finish(run: _Run) -> TrainResult:
     if run.groups is not None:
         run.groups.save(partial)
     model = load_model(partial, settings.model.base_model)
-    evaluated = evaluate_candidates(model, validation, training_device=fitted.device)
+    evaluated = evaluate_candidates(
+        model, validation, training_device=fitted.device, onnx=args.onnx_candidates
+    )
     baseline_spec = evaluated.baseline(fitted.device)
     fp32 = evaluated.predictors[baseline_spec]
     int8_predictor = evaluated.predictors["int8"]
