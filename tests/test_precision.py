@@ -154,7 +154,8 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     assert {"avx512_bf16", "avx512f"} <= flags and "amx_bf16" not in flags
     assert sp.cpu_info.__wrapped__(str(tmp_path / "missing")) == ("unknown", frozenset())
     hw = sp.Hardware("cpu", name, flags, 2)
-    assert [s.name for s in sp.specs_for(hw)] == ["fp32", "bf16", "bf16-autocast", "int8"]
+    onnx = ["onnx-fp32", "onnx-int8"] if sp.onnx_available() else []
+    assert [s.name for s in sp.specs_for(hw)] == ["fp32", "bf16", "bf16-autocast", "int8", *onnx]
 
 
 def test_interleaved_speeds_take_the_median_per_candidate(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -223,7 +223,8 @@ def test_training_records_every_serving_candidate_this_cpu_runs(trained_model_di
     assert record is not None, "no serving_candidates in the manifest"
     hardware = detect_hardware("cpu")
     names = [c.name for c in record.candidates]
-    assert names == [s.name for s in specs_for(hardware)]
+    # ONNX Runtime's candidates only with --set onnx_candidates=true (tests/test_onnx_runtime.py)
+    assert names == [s.name for s in specs_for(hardware) if not s.name.startswith("onnx-")]
     assert names[0] == "fp32" and "int8" in names
     assert ("bf16" in names) == ("bf16-autocast" in names) == cpu_has_bf16()
     by_name = {c.name: c for c in record.candidates}
