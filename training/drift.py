@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from consumer.drift import ConfidenceHistogram, TrainingDistribution, read_distribution
-from consumer.errors import ExitCode, TicketsortError
+from consumer.errors import ExitCode
 from consumer.events import ClassifiedTicket, ReviewRequest
 from consumer.kafka import Record, wait_for_broker
 from consumer.logs import get_logger
@@ -46,7 +45,7 @@ from training.distribution import (
     ordered,
     psi_terms,
 )
-from training.errors import BadInput
+from training.errors import BadInput, exit_code_of
 from training.window import scan_window
 
 log = get_logger("training.drift")
@@ -323,13 +322,12 @@ def main(argv: Sequence[str]) -> int:
         ns = parser.parse_args(list(argv))
     except SystemExit as exc:
         return int(exc.code or 0)
-    from consumer.kafka import BrokerUnavailable
     from consumer.logs import configure_logging
-    from consumer.model_store import ModelLoadError
 
     settings = Settings()
     configure_logging(settings.logging.level, settings.logging.format)
-    try:
+
+    def command() -> int:
         window_s = ns.hours * 3600 if ns.hours is not None else parse_duration(ns.since)
         if window_s <= 0:
             raise BadInput("the window must be positive")
@@ -342,17 +340,8 @@ def main(argv: Sequence[str]) -> int:
             min_tickets=ns.min_tickets,
             timeout_s=ns.timeout,
         )
-    except (BadInput, ModelLoadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    except BrokerUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.BROKER_UNREACHABLE
-    except TicketsortError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return ExitCode.INTERRUPTED
-    print(render_table(report))
-    print(f"png: {ns.png}")
-    return ExitCode.FAILED if ns.fail_on_drift and report.shifted else ExitCode.OK
+        print(render_table(report))
+        print(f"png: {ns.png}")
+        return ExitCode.FAILED if ns.fail_on_drift and report.shifted else ExitCode.OK
+
+    return exit_code_of(command)

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from consumer.errors import ExitCode, TicketsortError
+from consumer.errors import ExitCode
 from consumer.settings import Settings
-from training.errors import BadInput
+from training.errors import BadInput, exit_code_of
 
 if TYPE_CHECKING:
     from training.online_eval import Comparison
@@ -179,9 +178,7 @@ def promote_command(settings: Settings, ns: argparse.Namespace) -> int:
 
 
 def main(command: str, argv: Sequence[str]) -> int:
-    from consumer.kafka import BrokerUnavailable
     from consumer.logs import configure_logging
-    from consumer.model_store import ModelLoadError
 
     settings = Settings()
     parser = (
@@ -192,18 +189,5 @@ def main(command: str, argv: Sequence[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     configure_logging(settings.logging.level, settings.logging.format)
-    try:
-        if command == "compare":
-            return compare_command(settings, ns)
-        return promote_command(settings, ns)
-    except (BadInput, ModelLoadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    except BrokerUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.BROKER_UNREACHABLE
-    except TicketsortError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return ExitCode.INTERRUPTED
+    run = compare_command if command == "compare" else promote_command
+    return exit_code_of(lambda: run(settings, ns))
