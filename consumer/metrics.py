@@ -70,6 +70,12 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.not_fetching = Gauge(
+            "ticketsort_partitions_not_fetching",
+            "Assigned partitions that have waited longer than consumer.fetch_stall_s for their"
+            " committed offset without fetching (for example held by a hanging transaction).",
+            registry=r,
+        )
         self.in_flight = Gauge(
             "ticketsort_in_flight", "Outputs produced but not yet delivered.", registry=r
         )

@@ -23,6 +23,8 @@ from consumer.batch_step import BatchStep
 from consumer.dead_letter_rate import DeadLetterRate
 from consumer.drift import export_training, observe_output
 from consumer.errors import ExitCode, TicketsortError
+from consumer.fetch_watch import REMEDY as FETCH_STALL_REMEDY
+from consumer.fetch_watch import FetchWatch
 from consumer.inference import InferenceWorker
 from consumer.kafka import Consumer, Producer, wait_for_broker
 from consumer.logs import get_logger
@@ -116,6 +118,7 @@ class ClassifierService:
         self.shadow_watcher: ModelWatcher | None = None
         self.health: HealthServer | None = None
         self._last_lag = 0.0
+        self.fetch_watch = FetchWatch(settings.consumer.fetch_stall_s)
         self.totals = {
             "consumed": 0, "classified": 0, "review": 0, "dead_letter": 0, "audit": 0, "shadow": 0,
         }  # fmt: skip
@@ -304,6 +307,7 @@ class ClassifierService:
         if now - self._last_lag < LAG_INTERVAL_S or not self.source.assigned:
             return
         self._last_lag = now
+        self._watch_fetching(now)
         partitions = [TopicPartition(t, p) for t, p in sorted(self.source.assigned)]
         try:
             for tp in self.consumer.position(partitions):
@@ -314,6 +318,21 @@ class ClassifierService:
                     ).set(max(0, high - tp.offset))
         except KafkaException as exc:
             log.debug("lag_update_failed", error=str(exc))
+
+    def _watch_fetching(self, now: float) -> None:
+        """Report assigned partitions that never start fetching (``consumer.fetch_watch``)."""
+        stalled = self.fetch_watch.observe(
+            self.source.assigned, self.source.paused, self.consumer.fetch_states, now
+        )
+        if stalled:
+            log.error(
+                "partitions_not_fetching",
+                partitions=[f"{t}[{p}]" for t, p in stalled],
+                waited_s=self.settings.consumer.fetch_stall_s,
+                processing=self.settings.consumer.processing,
+                hint=FETCH_STALL_REMEDY,
+            )
+        self.metrics.not_fetching.set(len(self.fetch_watch.not_fetching))
 
     def _maybe_swap_model(self) -> None:
         if self.worker is not None and self.worker.pending:

@@ -198,6 +198,13 @@ class ConsumerSettings(BaseModel):
         " retried for as long as it lasts.",
     )
     retry_backoff_max_s: float = Field(default=30.0, gt=0)
+    fetch_stall_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="An assigned partition that has not started fetching after this long (its"
+        " committed offset is unavailable, e.g. held by a hanging transaction) is logged as"
+        " `partitions_not_fetching` and counted in ticketsort_partitions_not_fetching.",
+    )
 
 
 class TrainingSettings(BaseModel):

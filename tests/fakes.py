@@ -38,6 +38,8 @@ class FakeConsumer:
         self.pending_errors: list[KafkaError] = []
         self.close_error: Exception | None = None
         self.closed = False
+        # librdkafka's fetch state per partition, as its statistics report it
+        self.fetch_states: dict[tuple[str, int], str] = {}
 
     # what a test does
     def add(self, *records: Record) -> None:

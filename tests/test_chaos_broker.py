@@ -11,6 +11,15 @@ The at-least-once consumer must recover in place. The exactly-once one may inste
 with code 5 (fatal Kafka error) when librdkafka's send_offsets_to_transaction() hangs past
 its timeout after the group coordinator went away (librdkafka #5456/#5511); the test then
 restarts it as a supervisor would, and counts the restarts in the figures.
+
+A transaction that completes while the single broker shuts down can be left *hanging* by
+Kafka 4.4 itself: its coordinator finds no leader for some of the transaction's partitions,
+takes them for deleted and skips their markers (its log says "Couldn't find leader endpoint
+for partitions ... likely deleted"). The group's offsets in that transaction then stay
+"unstable" and a read_committed consumer waits for them for good. No client can repair that
+(an operator aborts the transaction); the test then checks that the exactly-once consumer
+*reported* it (``partitions_not_fetching``), still checks the at-least-once pipeline in full,
+and ends as an expected failure naming the broker's log line. Without that line a stall fails.
 """
 
 from __future__ import annotations
@@ -63,6 +72,18 @@ class Pipeline:
 
     def events(self, name: str) -> int:
         return sum(len(run.events(name)) for run in self.runs)
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.settings.kafka.group_id}-txn"
+
+    def wait_event(self, name: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.events(name):
+                return True
+            time.sleep(0.5)
+        return False
 
     def wait_progress(self, before: int, timeout: float) -> bool:
         """A batch after ``before``; restarts the service if it exited with code 5."""
@@ -123,6 +144,7 @@ def test_broker_sigterm_and_sigkill_mid_stream(
     kafka = KafkaSettings(bootstrap_servers=private_broker.address)
     print(f"\n[chaos] broker at {private_broker.address}: {n} tickets per mode, CHAOS_SEED={seed}")
     pipelines: list[Pipeline] = []
+    hanging: dict[str, str] = {}  # processing -> the broker's log line (see the docstring)
     for processing in ("at-least-once", "exactly-once"):
         settings = _settings(kafka, f"b{processing[:1]}-{unique}")
         env = chaos_env(
@@ -130,6 +152,7 @@ def test_broker_sigterm_and_sigkill_mid_stream(
             chaos_model_dir,
             TICKETSORT_CONSUMER__PROCESSING=processing,
             TICKETSORT_CONSUMER__TRANSACTIONAL_ID=f"{settings.kafka.group_id}-txn",
+            TICKETSORT_CONSUMER__FETCH_STALL_S=str(FETCH_STALL_S),
             TICKETSORT_BATCHING__MAX_BATCH="8",
             TICKETSORT_ROUTING__THRESHOLD="0.3",
             # A stable instance id: a restarted process (exit 5 below) takes its partitions
@@ -159,14 +182,23 @@ def test_broker_sigterm_and_sigkill_mid_stream(
             private_broker.start_again()
             downtime.append(round(time.monotonic() - t0, 1))
             for p, count in zip(pipelines, before, strict=True):
+                if p.processing in hanging:
+                    continue
                 # Back at work after the broker returned, nobody touching it (except the
                 # supervisor's restart after exit code 5).
                 back = p.wait_progress(count, 120)
+                if not back and _left_hanging(private_broker, p, hanging):
+                    continue
                 assert back, (
-                    f"{p.processing} stuck after the broker returned:\n{p.service.stacks()}"
+                    f"{p.processing} stuck after the broker returned "
+                    f"(stream running: {p.stream.running}, landed: {len(p.stream.landed)}, "
+                    f"batches: {p.batches()}, before: {count}):\n{p.service.stacks()}\n"
+                    f"{p.service.tail(3000)}"
                 )
         for p in pipelines:
             landed = p.stream.join(timeout=180)
+            if p.processing in hanging:
+                continue
             exactly_once = p.processing == "exactly-once"
             reader = OutputReader(
                 p.settings, "read_committed" if exactly_once else "read_uncommitted"
@@ -181,6 +213,10 @@ def test_broker_sigterm_and_sigkill_mid_stream(
                 out = reader.wait_for(expected, timeout=5)
             finally:
                 reader.close()
+            # A hanging transaction also stops read_committed readers of its outputs.
+            missing = exactly_once and not expected <= set(out.keys())
+            if missing and _left_hanging(private_broker, p, hanging, reported=False):
+                continue
             assert p.service.alive(), p.service.tail()
             restarts = len(p.runs) - 1
             offsets = committed(kafka, p.settings.kafka.group_id, p.settings.topics.raw, 3)
@@ -217,3 +253,30 @@ def test_broker_sigterm_and_sigkill_mid_stream(
     assert codes == {"at-least-once": 0, "exactly-once": 0}, [
         p.service.tail(2000) for p in pipelines
     ]
+    if hanging:
+        pytest.xfail(f"the broker left a transaction hanging (Kafka's defect): {hanging}")
+
+
+FETCH_STALL_S = 10.0
+
+
+def _left_hanging(
+    broker: PrivateBroker, p: Pipeline, hanging: dict[str, str], *, reported: bool = True
+) -> bool:
+    """True when the broker's log shows it skipped markers of ``p``'s transactions.
+
+    Then, when the consumer itself is the one waiting (``reported``), it must have said so.
+    """
+    if p.processing != "exactly-once":
+        return False
+    lines = broker.skipped_markers(p.transactional_id)
+    if not lines:
+        return False
+    if reported:
+        assert p.wait_event("partitions_not_fetching", FETCH_STALL_S + 15), (
+            "a consumer waiting on a hanging transaction's offsets must report it:\n"
+            + p.service.tail(3000)
+        )
+    print(f"\n[chaos] {p.processing}: the broker left a transaction hanging: {lines[0]}")
+    hanging[p.processing] = lines[0].split("] ", 1)[-1][:300]
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from consumer.kafka.errors import KafkaFatal
 from consumer.settings import KafkaSettings
 
 PartitionsCallback = Callable[[list[confluent_kafka.TopicPartition]], None]
+
+# librdkafka's statistics, every this often: each partition's fetch state (``fetch_states``).
+STATISTICS_INTERVAL_MS = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +61,26 @@ class Consumer:
     ) -> None:
         self._conf = consumer_config(kafka, group_id, auto_offset_reset, **(extra or {}))
         self._conf["logger"] = logging.getLogger("librdkafka.consumer")
+        self._conf.setdefault("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        self._conf["stats_cb"] = self._on_statistics
         self._client: confluent_kafka.Consumer | None = None
         self.errors: list[confluent_kafka.KafkaError] = []
+        # (topic, partition) -> librdkafka's fetch state ("none" until the committed offset is
+        # known and fetching starts, "active" while fetching, ...), from the last statistics.
+        self.fetch_states: dict[tuple[str, int], str] = {}
+
+    def _on_statistics(self, payload: str) -> None:
+        """Called from poll/consume with librdkafka's statistics JSON."""
+        try:
+            topics = json.loads(payload).get("topics", {})
+        except ValueError:
+            return
+        states: dict[tuple[str, int], str] = {}
+        for topic, info in topics.items():
+            for partition, part in (info.get("partitions") or {}).items():
+                if partition != "-1" and part.get("desired"):  # -1: librdkafka's UA partition
+                    states[(str(topic), int(partition))] = str(part.get("fetch_state", ""))
+        self.fetch_states = states
 
     @property
     def client(self) -> confluent_kafka.Consumer:

@@ -91,3 +91,20 @@ class PrivateBroker:
 
     def stop(self) -> None:
         self.call("stop")
+
+    def skipped_markers(self, transactional_id: str) -> list[str]:
+        """The broker's own log lines saying it skipped the commit/abort markers of a
+        transaction of ``transactional_id``: that transaction is left hanging on the partitions
+        named (Kafka 4.4 treats a partition without a leader, as during a single-node
+        broker's shutdown, as deleted)."""
+        log = Path(self.env["TICKETSORT_KAFKA_HOME"]) / "logs" / "server.log"
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [
+            line
+            for line in lines
+            if "Couldn't find leader endpoint" in line
+            and f"transaction markers for {transactional_id}," in line
+        ]

@@ -100,6 +100,10 @@ class StreamProducer:
         self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def hurry(self) -> None:
         self._hurry.set()
 
