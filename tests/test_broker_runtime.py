@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,22 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.chaos.broker import free_ports
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "deploy" / "kafka" / "kafka_local.py"
 CLI_TIMEOUT_S = 300  # a cold first run resolves the jars with Maven
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _ere_escape(text: str) -> str:
@@ -95,7 +85,7 @@ def broker_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, int]]:
         if os.environ.get("KAFKA_REQUIRED") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     home = tmp_path / "kafka-home"
     env = {
         **os.environ,
