@@ -31,6 +31,7 @@ from consumer import precision as serving_paths
 from consumer.logs import get_logger
 from consumer.model_store import LoadedModel
 from consumer.novelty import NoveltyScorer
+from consumer.packed_linear import pack_linears, packing_works
 from consumer.settings import ModelSettings
 
 Device = Literal["cpu", "cuda"]
@@ -113,7 +114,8 @@ def quantize_int8(network: nn.Module) -> nn.Module:
 def prepare_network(network: nn.Module, spec: str, *, keep_original: bool = False) -> nn.Module:
     """``network`` ready for the serving spec (a ``consumer.precision.SPECS`` name).
 
-    The bf16 and GPU casts work in place unless ``keep_original``; int8 always copies.
+    The bf16 and GPU casts work in place unless ``keep_original``; int8 always copies. On the
+    CPU, bf16's Linear layers get their weights packed once for oneDNN (``consumer.packed_linear``).
     """
     network.eval()
     if spec == "int8":
@@ -127,7 +129,10 @@ def prepare_network(network: nn.Module, spec: str, *, keep_original: bool = Fals
     device = serving_paths.SPECS[spec].device
     if spec in dtypes or device == "cuda":
         target = copy.deepcopy(network) if keep_original else network
-        return target.to(device=device, dtype=dtypes.get(spec, torch.float32))
+        target = target.to(device=device, dtype=dtypes.get(spec, torch.float32))
+        if spec == "bf16" and packing_works():  # weights packed once for oneDNN
+            pack_linears(cast(Any, target).encoder if hasattr(target, "encoder") else target)
+        return target
     return network
 
 

@@ -217,9 +217,20 @@ class ClassifierService:
                 self._handle(result)
         if not worker.has_room():
             return
-        # While a batch is with the model, poll briefly so that its result is published soon.
-        wait_s = 0.002 if worker.pending else batching.max_wait_ms / 1000
-        records = self.source.poll(batching.max_batch, wait_s)
+        max_wait_s = batching.max_wait_ms / 1000
+        if worker.pending:
+            # The model is busy: the next batch builds up meanwhile (polled briefly, so that the
+            # busy model's result is published soon). It goes to the model once full, or once
+            # its oldest record has waited max_wait_ms: handing over every record or two as it
+            # came made the model run many tiny batches under a moderate load, each at nearly
+            # a full batch's cost, and the records queued behind them (issue #13: p99).
+            self.source.fill(batching.max_batch, 0.01)
+            full = self.source.buffered >= batching.max_batch
+            if not full and self.source.oldest_wait() < max_wait_s:
+                return
+            records = self.source.poll(batching.max_batch, 0.0)
+        else:
+            records = self.source.poll(batching.max_batch, max_wait_s)
         if records:
             worker.submit(self.step.prepare(records), self.generation)
 

@@ -13,6 +13,7 @@ Invariants (issue #12):
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -68,6 +69,7 @@ class RecordSource:
         self.assigned: set[PartitionKey] = set()
         self.paused = False
         self._buffer: deque[Record] = deque()
+        self._arrived: deque[float] = deque()  # monotonic time each buffered record came in
 
     # Subscription and rebalances --------------------------------------------------------
     def subscribe(self, topics: Sequence[str]) -> None:
@@ -109,7 +111,13 @@ class RecordSource:
         gone = set(keys)
         self.assigned.difference_update(gone)
         if self._buffer:
-            self._buffer = deque(r for r in self._buffer if (r.topic, r.partition) not in gone)
+            kept = [
+                (r, t)
+                for r, t in zip(self._buffer, self._arrived, strict=True)
+                if (r.topic, r.partition) not in gone
+            ]
+            self._buffer = deque(r for r, _ in kept)
+            self._arrived = deque(t for _, t in kept)
 
     # Polling ----------------------------------------------------------------------------
     def poll(self, max_records: int, timeout: float) -> list[Record]:
@@ -126,7 +134,20 @@ class RecordSource:
         out: list[Record] = []
         while self._buffer and len(out) < max_records:
             out.append(self._buffer.popleft())
+            self._arrived.popleft()
         return out
+
+    def fill(self, max_records: int, timeout: float) -> None:
+        """Poll into the buffer (up to ``max_records`` buffered) without handing anything out:
+        a batch builds up while the model is busy with the previous one."""
+        if len(self._buffer) < max_records:
+            self._fetch(max_records - len(self._buffer), timeout)
+
+    def oldest_wait(self, now: float | None = None) -> float:
+        """Seconds the oldest buffered record has waited (0 when the buffer is empty)."""
+        if not self._arrived:
+            return 0.0
+        return (time.monotonic() if now is None else now) - self._arrived[0]
 
     def _fetch(self, max_records: int, timeout: float) -> None:
         records = self.consumer.consume(max(1, max_records), timeout)
@@ -136,11 +157,14 @@ class RecordSource:
                 raise KafkaFatal(f"consumer: {err}")
             log.warning("consumer_error", error=str(err))
         # Records of partitions revoked during this poll are re-read by their new owner.
-        self._buffer.extend(r for r in records if (r.topic, r.partition) in self.assigned)
+        kept = [r for r in records if (r.topic, r.partition) in self.assigned]
+        self._buffer.extend(kept)
+        self._arrived.extend([time.monotonic()] * len(kept))
 
     def discard_buffered(self) -> None:
         """Drop what was polled but not handed out (after a seek: it is read again)."""
         self._buffer.clear()
+        self._arrived.clear()
 
     @property
     def buffered(self) -> int:

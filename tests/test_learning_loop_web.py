@@ -1,10 +1,8 @@
-"""The learning loop's first half driven from the web page: tickets → consumer → review topic →
-a reviewer answers in a real Chromium with the keyboard → labeled events in the archive, and the
-model page shows the consumer's live counts.
+"""The learning loop driven from the web page: tickets → consumer → review topic → a reviewer
+answers in a real Chromium with the keyboard → the archive → training → promotion → hot reload.
 
-The second half (the archive → training → promotion → hot reload) reads the same labeled
-events whichever tool wrote them; ``tests/test_learning_loop.py`` runs it after the terminal
-reviewer, with the checks on what training read, so it is not trained a second time here.
+``tests/test_learning_loop.py`` drives the first half with the terminal reviewer; the
+training half, which reads the same labeled events whichever tool wrote them, runs here.
 """
 
 from __future__ import annotations
@@ -16,11 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from consumer.events import LabeledTicket, ReviewRequest
+from consumer.events import ClassifiedTicket, LabeledTicket, ReviewRequest
 from consumer.model_store import load_model
 from consumer.predictor import Predictor
 from consumer.service import ClassifierService
 from consumer.settings import Settings
+from producer_tools.commands.quickstart import seed_archive
 from tests.browser import ReviewPage, chromium, screenshot, serve_review_page, wait_for
 from tests.kafka_helpers import committed_offsets, end_offsets, produce_values, read_topic
 from tests.test_learning_loop import tickets, wait_until
@@ -28,7 +27,7 @@ from tests.test_learning_loop import tickets, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
 
-def test_review_in_the_browser_fills_the_archive(
+def test_review_in_the_browser_then_train_promote_hot_reload(
     settings: Settings, model_store_factory: Callable[..., Path], unique: str
 ) -> None:
     store = model_store_factory(promote=True)
@@ -97,13 +96,45 @@ def test_review_in_the_browser_fills_the_archive(
         # A skipped ticket keeps the reason it came with (v3); attempts counts the skips.
         first_reason = {r.ticket.id: r.reason for r in requeued if r.attempts == 0}
         assert sum(r.attempts == 1 and r.reason == first_reason[r.ticket.id] for r in requeued) == 1
-        # What training and online evaluation read of a label: why it was in review, and the
-        # model version and suggestion it was reviewed against.
-        assert all(t.review_reason == first_reason[t.ticket.id] for t in labeled)
-        assert {t.model_version for t in labeled} == {first_version}
         ends = end_offsets(cfg.kafka, cfg.topics.review, 3)
         committed = committed_offsets(cfg.kafka, cfg.review.group, cfg.topics.review, 3)
         assert {p: committed[p] for p in ends if ends[p]} == {p: e for p, e in ends.items() if e}
+
+        # 3. Training on the archive (history + the reviewer's labels) makes a new version.
+        seeded = seed_archive(cfg, 240, seed=5)
+        from training.args import TrainingArgs
+        from training.pipeline import run_training
+
+        args = TrainingArgs(
+            max_steps=6, batch_size=16, epochs=1, baseline=False, per_category_min_support=10
+        )
+        result = run_training(cfg, args, source="archive", force=True, progress=False)
+        assert result.promoted and result.version != first_version
+        # It read the history and every label the reviewer gave in the browser, and a reviewed
+        # ticket that made it into the data carries the reviewer's label (it wins over any
+        # older one).
+        assert result.metrics["data"]["records_in"] == seeded + len(labeled), result.metrics["data"]
+        assert result.split is not None
+        split = result.split
+        trained = {e.ticket_id: e.label for e in (*split.train, *split.validation, *split.test)}
+        by_reviewer = {t.ticket.id: t.label for t in labeled}
+        kept = {i: trained[i] for i in by_reviewer if i in trained}
+        assert kept, f"no reviewed ticket reached the training data: {result.metrics['data']}"
+        assert kept == {i: by_reviewer[i] for i in kept}
+
+        # 4. The running consumer swaps to it; later tickets carry the new version.
+        assert wait_until(lambda: service.predictor.version == result.version, 120)
+        produce_values(cfg.kafka, cfg.topics.raw, tickets("after", 4))
+        assert wait_until(lambda: service.totals["consumed"] >= 10)
+        versions = {}
+        for _, value, _ in read_topic(cfg.kafka, cfg.topics.review, idle=1.0):
+            event = ReviewRequest.model_validate_json(value or b"")
+            versions[event.ticket.id] = event.model_version
+        for _, value, _ in read_topic(cfg.kafka, cfg.topics.classified, idle=0.5):
+            event = ClassifiedTicket.model_validate_json(value or b"")
+            versions[event.ticket.id] = event.model_version
+        assert {versions[f"after-{i}"] for i in range(4)} == {result.version}
+        assert versions["loop-0"] == first_version
     finally:
         service.stop_event.set()
         thread.join(60)

@@ -149,3 +149,64 @@ def test_the_batch_step_gives_one_output_per_record_in_order(
     assert [o.route for o in result.outputs][1] == "dead_letter"
     assert result.outputs[1].error_type == "empty_record"
     assert {o.route for o in (result.outputs[0], result.outputs[2])} <= {"classified", "review"}
+
+
+class _StubWorker:
+    """An inference worker that is busy (or idle) on demand and keeps what it is given."""
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+        self.submitted: list[list[int]] = []
+
+    def has_room(self) -> bool:
+        return True
+
+    def take(self, wait_s: float = 0.0) -> list[object]:
+        return []
+
+    def submit(self, batch: object, generation: int) -> None:
+        self.submitted.append([r.offset for r in batch.records])  # type: ignore[attr-defined]
+
+
+def test_while_the_model_is_busy_the_next_batch_builds_up(
+    settings: Settings, predictor: Predictor
+) -> None:
+    """Records that trickle in while a batch is with the model go to it as one batch (when
+    full, or when the oldest has waited max_wait_ms), not one tiny batch each (issue #13)."""
+    cfg = settings.model_copy(
+        update={
+            "batching": settings.batching.model_copy(update={"max_batch": 8, "max_wait_ms": 200})
+        }
+    )
+    consumer = FakeConsumer()
+    service = ClassifierService(cfg, predictor, consumer=consumer, producer=FakeProducer())  # type: ignore[arg-type]
+    service.source.subscribe([cfg.topics.raw])
+    raw = cfg.topics.raw
+    consumer.assign_now((raw, 0))
+    busy = _StubWorker(pending=1)
+    turn = service._turn_pipelined
+    offset = 0
+
+    def arrive(n: int) -> None:
+        nonlocal offset
+        consumer.add(*[record(0, offset + i, _ticket(offset + i), topic=raw) for i in range(n)])
+        offset += n
+
+    arrive(1)
+    turn(busy)  # type: ignore[arg-type]
+    arrive(3)
+    turn(busy)  # type: ignore[arg-type]
+    assert busy.submitted == []  # 4 records, none has waited 200 ms: still building up
+    arrive(4)
+    turn(busy)  # type: ignore[arg-type]
+    assert busy.submitted == [list(range(8))]  # full: one batch of max_batch
+    arrive(2)
+    turn(busy)  # type: ignore[arg-type]
+    assert len(busy.submitted) == 1
+    time.sleep(0.25)
+    turn(busy)  # type: ignore[arg-type]
+    assert busy.submitted[1:] == [[8, 9]]  # the oldest waited max_wait_ms: sent as it is
+    idle = _StubWorker(pending=0)
+    arrive(1)
+    turn(idle)  # type: ignore[arg-type]
+    assert idle.submitted == [[10]]  # an idle model gets what there is after max_wait_ms

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from consumer.source import RecordSource
 from tests.fakes import FakeConsumer, record
 
@@ -71,3 +73,26 @@ def test_poll_returns_at_most_max_records_and_keeps_the_order() -> None:
     consumer.add(*(record(0, i) for i in range(7)))
     assert [r.offset for r in source.poll(3, 0)] == [0, 1, 2]
     assert [r.offset for r in source.poll(10, 0)] == [3, 4, 5, 6]
+
+
+def test_fill_buffers_without_handing_out_and_knows_how_long_the_oldest_waited() -> None:
+    source, consumer = _source()
+    consumer.assign_now(("raw", 0), ("raw", 1))
+    assert source.oldest_wait() == 0.0
+    consumer.add(record(1, 0))
+    source.fill(8, 0)
+    first = time.monotonic()
+    time.sleep(0.05)
+    consumer.add(record(0, 0), record(0, 1))
+    source.fill(8, 0)
+    assert source.buffered == 3
+    assert source.oldest_wait() >= 0.05
+    # The revoked partition's record leaves with its arrival time: the wait is the next one's.
+    consumer.revoke_now(("raw", 1))
+    assert source.buffered == 2
+    assert source.oldest_wait() < time.monotonic() - first
+    assert [(r.partition, r.offset) for r in source.poll(8, 0)] == [(0, 0), (0, 1)]
+    assert source.oldest_wait() == 0.0
+    consumer.add(*(record(0, i) for i in range(2, 12)))
+    source.fill(4, 0)
+    assert source.buffered == 4  # no more than asked for
