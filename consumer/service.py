@@ -224,7 +224,7 @@ class ClassifierService:
             # its oldest record has waited max_wait_ms: handing over every record or two as it
             # came made the model run many tiny batches under a moderate load, each at nearly
             # a full batch's cost, and the records queued behind them (issue #13: p99).
-            self.source.fill(batching.max_batch, 0.01)
+            self.source.fill(batching.max_batch, 0.002)
             full = self.source.buffered >= batching.max_batch
             if not full and self.source.oldest_wait() < max_wait_s:
                 return
