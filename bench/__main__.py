@@ -157,6 +157,20 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
     out["auto_choice"] = auto.choice.to_dict()
     auto_key = f"auto ({auto.spec})@{batch}"
     row(auto_key, auto, batch)
+    if not is_gpu and auto.spec != "fp32":
+        # The headline ratio, fp32 and the served path measured in turn (model_only.interleaved).
+        fp32_model = settings.model.model_copy(update={"precision": "fp32"})
+        pair = {"fp32": Predictor(load_model(model_dir), fp32_model), auto.spec: auto}
+        out["fast_path_interleaved"], load = measured(
+            lambda: model_only.interleaved(
+                lambda name: model_only.measure(pair[name], texts, batch, seconds / 2)[
+                    "tickets_per_s"
+                ],
+                list(pair),
+            )
+        )
+        out["fast_path_interleaved"].update(load)
+        print("fast path interleaved", out["fast_path_interleaved"], flush=True)
     tokens = out["model_only"][auto_key]["mean_tokens"]
     out["flops_per_ticket"] = model_only.flops_per_ticket(auto, tokens)
     if not is_gpu:
@@ -186,6 +200,10 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
         "end_to_end_over_naive": round(e2e_rate / out["naive"]["tickets_per_s"], 2),
         "auto_over_fp32_model_only": round(model_rate / fp32, 2) if fp32 else None,
     }
+    if "fast_path_interleaved" in out:  # the ratio taken in turn is the one to judge by
+        medians = out["fast_path_interleaved"]["medians"]
+        out["ratios"]["auto_over_fp32_rows"] = out["ratios"]["auto_over_fp32_model_only"]
+        out["ratios"]["auto_over_fp32_model_only"] = round(medians[auto.spec] / medians["fp32"], 2)
     rows = [out["model_only"][k] for k in (auto_key, fp32_key) if k in out["model_only"]]
     rows += [out["end_to_end"], out["latency"], out["naive"]]
     out["ratios_under_load"] = any(r.get("under_load") for r in rows)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -64,3 +66,23 @@ def gemm_peak_gflops(size: int = 2048, seconds: float = 2.0) -> float:
         torch.mm(a, b)
         best = max(best, 2 * size**3 / (time.perf_counter() - started) / 1e9)
     return best
+
+
+def interleaved(
+    rate: Callable[[str], float], names: Sequence[str], rounds: int = 3
+) -> dict[str, Any]:
+    """Each name's tickets/s over ``rounds`` rounds taken in turn (A B A B ...), medians.
+
+    A ratio of two rows measured minutes apart carries the machine's drift between them (on
+    a shared VM the same path measured twice in one run differed by a quarter); taken in turn,
+    the drift falls on both sides alike.
+    """
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            rates[name].append(float(rate(name)))
+    return {
+        "rounds": rounds,
+        "rates": {name: [round(r, 1) for r in rs] for name, rs in rates.items()},
+        "medians": {name: round(statistics.median(rs), 1) for name, rs in rates.items()},
+    }

@@ -30,6 +30,11 @@ def fast_path_target(machine: dict[str, Any]) -> float:
     return 3.0 if "amx_bf16" in machine.get("cpu_flags", []) else 2.0
 
 
+def mo_batch(speed: dict[str, Any]) -> int:
+    """The batch size of the served path's model-only row."""
+    return int(speed["model_only"].get(speed.get("auto_key", ""), {}).get("batch_size", 32))
+
+
 def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     mo = speed["model_only"]
     auto = speed["auto_precision"]
@@ -63,6 +68,18 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
             "BANKING77 11-bucket accuracy by serving precision: "
             + ", ".join(f"{k} {_pct(v)}" for k, v in acc.items())
             + ".",
+        ]
+    turns = speed.get("fast_path_interleaved")
+    if turns:
+        lines += [
+            "",
+            f"fp32 and the served path ({auto}) in turn at batch {mo_batch(speed)},"
+            f" {turns['rounds']} rounds each (medians; the target below uses these): "
+            + "; ".join(
+                f"{name} {turns['medians'][name]} tickets/s (rounds {turns['rates'][name]})"
+                for name in turns["medians"]
+            )
+            + f"; load {_load(turns)}.",
         ]
     cost = speed.get("novelty_cost")
     if cost:
@@ -141,8 +158,9 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     ]
     if ratios.get("auto_over_fp32_model_only") is not None and machine.get("gpu") is None:
         fast, goal = ratios["auto_over_fp32_model_only"], fast_path_target(machine)
+        how = " (fp32 and it in turn)" if "fast_path_interleaved" in speed else ""
         lines.append(
-            f"| CPU fast path (auto) ≥ {goal:g} × fp32, model only | {fast} × ({auto})"
+            f"| CPU fast path (auto) ≥ {goal:g} × fp32, model only{how} | {fast} × ({auto})"
             f" | {_target(fast >= goal)} |"
         )
     budget = speed.get("max_wait_ms", 50) + 2 * speed["batch_inference_ms"]

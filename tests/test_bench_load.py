@@ -99,3 +99,35 @@ def test_benchmarks_md_flags_loaded_rows_and_uses_the_hardware_target() -> None:
     assert "| fp32@32 | 125.0 | 100.0 | 26.7 | 1.5 → 1.9 (others 40%) **under load** |" in loaded
     assert "ratios are indicative only" in loaded
     assert "≥ 2 × fp32, model only | 3.12 × (bf16) | met |" in loaded
+
+
+def test_interleaved_rounds_take_turns_and_report_medians() -> None:
+    from bench.model_only import interleaved
+
+    order: list[str] = []
+    drift = iter([100.0, 300.0, 80.0, 240.0, 120.0, 360.0])  # the machine slows, then speeds up
+
+    def rate(name: str) -> float:
+        order.append(name)
+        return next(drift)
+
+    got = interleaved(rate, ["fp32", "bf16"], rounds=3)
+    assert order == ["fp32", "bf16"] * 3
+    assert got["medians"] == {"fp32": 100.0, "bf16": 300.0}
+    assert got["rates"] == {"fp32": [100.0, 80.0, 120.0], "bf16": [300.0, 240.0, 360.0]}
+
+
+def test_benchmarks_md_judges_the_fast_path_by_the_interleaved_ratio() -> None:
+    speed = _speed(loaded_fp32=False)
+    speed["auto_key"] = "auto (bf16)@32"
+    speed["fast_path_interleaved"] = {
+        "rounds": 3,
+        "rates": {"fp32": [110.0, 100.0, 90.0], "bf16": [280.0, 250.0, 260.0]},
+        "medians": {"fp32": 100.0, "bf16": 260.0},
+        **_row(0, False),
+    }
+    speed["ratios"]["auto_over_fp32_model_only"] = 2.6
+    text = "\n".join(speed_section(speed, {"gpu": None, "cpu_flags": ["amx_bf16"]}))
+    assert "fp32 and the served path (bf16) in turn at batch 32, 3 rounds each" in text
+    assert "fp32 100.0 tickets/s (rounds [110.0, 100.0, 90.0])" in text
+    assert "model only (fp32 and it in turn) | 2.6 × (bf16) | **not met** |" in text
