@@ -20,14 +20,14 @@ from consumer.predictor import Predictor
 from consumer.service import ClassifierService
 from consumer.settings import Settings
 from producer_tools.synthetic import generate_tickets
+from tests.chaos.service import ServiceProcess
+from tests.chaos.zygote import Zygote
 from tests.kafka_helpers import (
     committed_offsets,
     end_offsets,
     produce_values,
     read_topic,
     service_env,
-    start_service,
-    wait_for_log,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -158,8 +158,10 @@ def test_every_input_ends_in_exactly_one_output(
 
 
 def test_sigterm_mid_stream_then_restart_loses_nothing(
-    settings: Settings, trained_model_dir: Path, tmp_path: Path
+    settings: Settings, trained_model_dir: Path, tmp_path: Path, chaos_spawner: Zygote | None
 ) -> None:
+    """``python -m consumer``, forked from the fork server that has the model's libraries
+    imported already (``CHAOS_SPAWN=exec`` execs it instead), stopped by SIGTERM mid-stream."""
     good = good_tickets(600, seed=11)
     produce_values(settings.kafka, settings.topics.raw, [(k, v) for k, v, _ in good])
     env = service_env(
@@ -169,9 +171,9 @@ def test_sigterm_mid_stream_then_restart_loses_nothing(
         TICKETSORT_ROUTING__THRESHOLD="0.5",
     )
     log = tmp_path / "service.log"
-    proc = start_service(env, log)
+    proc = ServiceProcess(env, log, chaos_spawner)
     try:
-        assert wait_for_log(log, '"event": "batch"', 120), log.read_text()[-3000:]
+        assert proc.wait_event("batch", 120), log.read_text()[-3000:]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
     finally:
@@ -179,7 +181,7 @@ def test_sigterm_mid_stream_then_restart_loses_nothing(
             proc.kill()
     first_run = sum(len(v) for v in outputs_by_topic(settings, 1).values())
     assert 0 < first_run < len(good), "the stop must land mid-stream"
-    proc = start_service(env, log)
+    proc = ServiceProcess(env, log, chaos_spawner)
     try:
         got = outputs_by_topic(settings, len(good))
         ids = ids_of(got, settings)
