@@ -4,10 +4,10 @@ pass does, instead of on every call.
 ``nn.Linear`` in bf16 on the CPU hands oneDNN a plain weight matrix, which oneDNN reorders into
 its blocked (AMX/AVX512-BF16) layout on every call: for this encoder's small matrices and short
 batches that reorder is a large part of the forward pass (measured on a 2-core Xeon with AMX:
-a 384x1536 layer at 216 rows, 482 µs plain vs 215 µs packed; the whole model +19% tickets/s at
-batch 32). ``pack_linears`` swaps each Linear of a bf16 module for a ``PackedLinear`` holding
-``torch.ops.mkldnn._reorder_linear_weight``'s result and calling ``_linear_pointwise``: the ops
-inductor itself emits for frozen bf16 linears. Where they are missing or fail a self-check,
+a 384x1536 layer at 216 rows, 482 µs plain vs 215 µs packed; the whole model +13-16% tickets/s
+at batch 8, +2-19% at batch 32). ``pack_linears`` swaps each Linear of a bf16 module for a
+``PackedLinear`` holding ``torch.ops.mkldnn._reorder_linear_weight``'s result and calling
+``_linear_pointwise``: the ops inductor itself emits for frozen bf16 linears. Where they are missing or fail a self-check,
 nothing is swapped and the plain layers serve.
 """
 

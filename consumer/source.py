@@ -68,8 +68,8 @@ class RecordSource:
         self.listener = listener
         self.assigned: set[PartitionKey] = set()
         self.paused = False
-        self._buffer: deque[Record] = deque()
-        self._arrived: deque[float] = deque()  # monotonic time each buffered record came in
+        # What was polled and not yet handed out, with the monotonic time each record came in.
+        self._buffer: deque[tuple[float, Record]] = deque()
 
     # Subscription and rebalances --------------------------------------------------------
     def subscribe(self, topics: Sequence[str]) -> None:
@@ -111,13 +111,9 @@ class RecordSource:
         gone = set(keys)
         self.assigned.difference_update(gone)
         if self._buffer:
-            kept = [
-                (r, t)
-                for r, t in zip(self._buffer, self._arrived, strict=True)
-                if (r.topic, r.partition) not in gone
-            ]
-            self._buffer = deque(r for r, _ in kept)
-            self._arrived = deque(t for _, t in kept)
+            self._buffer = deque(
+                (t, r) for t, r in self._buffer if (r.topic, r.partition) not in gone
+            )
 
     # Polling ----------------------------------------------------------------------------
     def poll(self, max_records: int, timeout: float) -> list[Record]:
@@ -129,12 +125,10 @@ class RecordSource:
         if self.paused:
             self._fetch(max_records, 0.0)
             return []
-        if len(self._buffer) < max_records:
-            self._fetch(max_records - len(self._buffer), 0.0 if self._buffer else timeout)
+        self.fill(max_records, 0.0 if self._buffer else timeout)
         out: list[Record] = []
         while self._buffer and len(out) < max_records:
-            out.append(self._buffer.popleft())
-            self._arrived.popleft()
+            out.append(self._buffer.popleft()[1])
         return out
 
     def fill(self, max_records: int, timeout: float) -> None:
@@ -145,9 +139,9 @@ class RecordSource:
 
     def oldest_wait(self, now: float | None = None) -> float:
         """Seconds the oldest buffered record has waited (0 when the buffer is empty)."""
-        if not self._arrived:
+        if not self._buffer:
             return 0.0
-        return (time.monotonic() if now is None else now) - self._arrived[0]
+        return (time.monotonic() if now is None else now) - self._buffer[0][0]
 
     def _fetch(self, max_records: int, timeout: float) -> None:
         records = self.consumer.consume(max(1, max_records), timeout)
@@ -157,14 +151,13 @@ class RecordSource:
                 raise KafkaFatal(f"consumer: {err}")
             log.warning("consumer_error", error=str(err))
         # Records of partitions revoked during this poll are re-read by their new owner.
-        kept = [r for r in records if (r.topic, r.partition) in self.assigned]
-        self._buffer.extend(kept)
-        self._arrived.extend([time.monotonic()] * len(kept))
+        arrived = time.monotonic()
+        kept = (r for r in records if (r.topic, r.partition) in self.assigned)
+        self._buffer.extend((arrived, r) for r in kept)
 
     def discard_buffered(self) -> None:
         """Drop what was polled but not handed out (after a seek: it is read again)."""
         self._buffer.clear()
-        self._arrived.clear()
 
     @property
     def buffered(self) -> int:
