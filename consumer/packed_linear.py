@@ -7,8 +7,8 @@ batches that reorder is a large part of the forward pass (measured on a 2-core X
 a 384x1536 layer at 216 rows, 482 µs plain vs 215 µs packed; the whole model +13-16% tickets/s
 at batch 8, +2-19% at batch 32). ``pack_linears`` swaps each Linear of a bf16 module for a
 ``PackedLinear`` holding ``torch.ops.mkldnn._reorder_linear_weight``'s result and calling
-``_linear_pointwise``: the ops inductor itself emits for frozen bf16 linears. Where they are missing or fail a self-check,
-nothing is swapped and the plain layers serve.
+``_linear_pointwise``: the ops inductor itself emits for frozen bf16 linears. Where they are
+missing or fail a self-check, nothing is swapped and the plain layers serve.
 """
 
 from __future__ import annotations
