@@ -203,14 +203,28 @@ class Record:
     candidates: tuple[Candidate, ...]
     measured_on: dict[str, str] = field(default_factory=dict)  # device -> Hardware.signature()
     mean_tokens: float = 32.0
+    long_tokens: float | None = None  # the slice's 90th-percentile length (None: older folders)
     max_drop_points: float = MAX_DROP_POINTS
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def warm_up_lengths(self, max_length: int) -> tuple[int, ...]:
+        """The chunk lengths a speed measurement runs: the mean and the long tail.
+
+        At the mean alone two candidates can tie (bf16 and int8 at 16 tokens here) and
+        the noise picks one, though they part ways on longer tickets; traffic that runs
+        longer than the training slice then pays for the coin toss. The long length is the
+        slice's 90th percentile (twice the mean for folders written before it was kept).
+        """
+        long = self.long_tokens if self.long_tokens is not None else 2 * self.mean_tokens
+        lengths = {min(max(2, round(x)), max_length) for x in (self.mean_tokens, long)}
+        return tuple(sorted(lengths))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "candidates": [c.to_dict() for c in self.candidates],
             "measured_on": self.measured_on,
             "mean_tokens": self.mean_tokens,
+            **({"long_tokens": self.long_tokens} if self.long_tokens is not None else {}),
             "max_drop_points": self.max_drop_points,
             **self.extra,
         }
@@ -238,6 +252,7 @@ class Record:
             candidates=tuple(candidates),
             measured_on={str(k): str(v) for k, v in dict(data.get("measured_on") or {}).items()},
             mean_tokens=float(data.get("mean_tokens", 32.0)),
+            long_tokens=float(data["long_tokens"]) if "long_tokens" in data else None,
             max_drop_points=float(data.get("max_drop_points", MAX_DROP_POINTS)),
         )
 

@@ -143,15 +143,24 @@ def autocast_for(spec: str) -> Callable[[], AbstractContextManager[Any]]:
 
 
 def warm_up_speeds(
-    runs: dict[str, tuple[nn.Module, str]], *, device: str, batch: int, length: int, vocab: int
+    runs: dict[str, tuple[nn.Module, str]],
+    *,
+    device: str,
+    batch: int,
+    lengths: Sequence[int],
+    vocab: int,
 ) -> dict[str, float]:
-    """Tickets/s of each (prepared network, spec) on one chunk of ``length`` tokens, interleaved.
+    """Tickets/s of each (prepared network, spec), interleaved: one call runs one chunk of
+    ``batch`` tickets at each of ``lengths`` (``Record.warm_up_lengths``).
 
     The token ids are random: the arithmetic, not the words, sets the speed.
     """
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, max(vocab, 1001), (batch, length), generator=generator).to(device)
-    mask = torch.ones_like(ids)
+    ids = [
+        torch.randint(1000, max(vocab, 1001), (batch, length), generator=generator).to(device)
+        for length in lengths
+    ]
+    chunks = [(chunk, torch.ones_like(chunk)) for chunk in ids]
 
     def forward(network: nn.Module, spec: str) -> Callable[[], object]:
         autocast = autocast_for(spec)
@@ -159,7 +168,7 @@ def warm_up_speeds(
         @torch.inference_mode()
         def run() -> object:
             with autocast():
-                out = network(ids, mask)
+                out = [network(chunk, mask) for chunk, mask in chunks]
             if device == "cuda":
                 torch.cuda.synchronize()
             return out
@@ -168,7 +177,7 @@ def warm_up_speeds(
 
     forwards = {name: forward(network, spec) for name, (network, spec) in runs.items()}
     return serving_paths.interleaved_speeds(
-        forwards, batch, WARMUP_ROUNDS, budget_s=WARMUP_BUDGET_S
+        forwards, batch * len(chunks), WARMUP_ROUNDS, budget_s=WARMUP_BUDGET_S
     )
 
 
@@ -232,12 +241,12 @@ class Predictor:
         log.info("serving_path_chosen", **self.describe())
 
     def _warm_up(self, networks: dict[str, nn.Module]) -> dict[str, float]:
-        length = round(self.record.mean_tokens if self.record else 32.0)
+        record = self.record or serving_paths.Record(candidates=())
         return warm_up_speeds(
             {name: (network, name) for name, network in networks.items()},
             device=self.device,
             batch=self.chunk_size,
-            length=min(max(2, length), self.max_length),
+            lengths=record.warm_up_lengths(self.max_length),
             vocab=int(getattr(self.tokenizer, "vocab_size", 30000)),
         )
 

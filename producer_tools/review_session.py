@@ -391,7 +391,9 @@ class ReviewQueue:
             self._answered_by_holder[lease.holder] = count + 1
             self._answering.pop(lease_id, None)
         done.set()
-        self._commit()
+        # Not waiting for the poll thread's fetch (up to poll_interval_s): the answer is
+        # delivered and tracked, and the poll loop commits it on its next turn.
+        self._commit(wait=False)
         return outcome
 
     def _claim(self, lease_id: str) -> Lease | Outcome:
@@ -448,9 +450,20 @@ class ReviewQueue:
             return Outcome("skipped", "skipped: it comes back later")
         raise ValueError(f"not an answer: {decision}")
 
-    def _commit(self) -> None:
-        """Commit what is answered; a commit refused during a rebalance is retried later."""
-        with self._client_lock, self._lock:
+    def _commit(self, *, wait: bool = True) -> None:
+        """Commit what is answered; a commit refused during a rebalance is retried later.
+
+        ``wait=False``: only if the consumer is free now, else the poll loop's next turn does.
+        """
+        if not self._client_lock.acquire(blocking=wait):
+            return
+        try:
+            self._commit_locked()
+        finally:
+            self._client_lock.release()
+
+    def _commit_locked(self) -> None:
+        with self._lock:
             try:
                 self._commit_done()
             except KafkaException as exc:

@@ -196,3 +196,38 @@ def test_a_fast_machine_measures_more_rounds_within_the_budget(
     calls.update(a=0, b=0)
     sp.interleaved_speeds(forwards, batch=10, rounds=3, budget_s=100.0, max_rounds=6)
     assert calls == {"a": 7, "b": 7}, "max_rounds caps a generous budget"
+
+
+def test_the_warm_up_runs_the_mean_and_the_long_tail_of_the_lengths() -> None:
+    kept = sp.Record(candidates=(), mean_tokens=15.85, long_tokens=27.0)
+    assert kept.warm_up_lengths(max_length=128) == (16, 27)
+    assert kept.warm_up_lengths(max_length=20) == (16, 20), "capped at the serving max_length"
+    older = sp.Record(candidates=(), mean_tokens=15.85)
+    assert older.warm_up_lengths(max_length=128) == (16, 32), "twice the mean without a p90"
+    back = sp.Record.from_manifest({sp.MANIFEST_KEY: kept.to_dict()})
+    assert back is not None and back.long_tokens == 27.0
+    old_back = sp.Record.from_manifest({sp.MANIFEST_KEY: older.to_dict()})
+    assert old_back is not None and old_back.long_tokens is None
+
+
+def test_warm_up_speeds_time_one_chunk_at_each_length() -> None:
+    import torch
+
+    from consumer.predictor import warm_up_speeds
+
+    class Shapes(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: set[tuple[int, ...]] = set()
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            assert ids.shape == mask.shape
+            self.seen.add(tuple(ids.shape))
+            return ids.float().sum()
+
+    network = Shapes()
+    speeds = warm_up_speeds(
+        {"fp32": (network, "fp32")}, device="cpu", batch=4, lengths=(16, 27), vocab=30000
+    )
+    assert network.seen == {(4, 16), (4, 27)}
+    assert speeds["fp32"] > 0

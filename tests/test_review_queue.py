@@ -173,3 +173,33 @@ def test_topics_creates_the_review_topic_with_a_long_retention(
     assert configs["retention.ms"].value == "1234567890"
     assert TopicSettings().review_retention_ms >= 30 * 24 * 3600 * 1000  # long by default
     json.dumps(names)  # names are plain strings (topics refuse anything else)
+
+
+def test_an_answer_does_not_wait_for_the_poll_threads_fetch(settings: Settings) -> None:
+    """The answer is delivered at once and its commit left to the poll loop's next turn: a
+    reviewer never waits for a fetch (each answer waited up to ``poll_interval_s`` for the
+    consumer, 0.2 s by default, before it returned)."""
+    produce_values(settings.kafka, settings.topics.review, review_values(2))
+    queue = ReviewQueue(settings, "reviewers-fast-answer", prefetch=2, poll_interval_s=4.0)
+    try:
+        queue.start()
+        lease = queue.lease("tab", "ana", timeout=30)
+        assert lease is not None
+        time.sleep(0.5)  # the poll thread is in its next fetch (nothing more to read)
+        started = time.monotonic()
+        assert queue.answer(lease.id, Decision("label", "billing")).ok
+        took = time.monotonic() - started
+        assert took < 2.0, f"the answer waited {took:.1f} s for the poll thread's fetch"
+        partition = lease.record.partition
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the poll loop commits it on its next turn
+            done = committed_offsets(
+                settings.kafka, "reviewers-fast-answer", settings.topics.review, 3
+            )
+            if done[partition] == lease.record.offset + 1:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"the answer was never committed: {done}")
+    finally:
+        queue.close()

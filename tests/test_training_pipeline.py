@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 COLUMNS = Columns(**SYNTHETIC_COLUMNS)
 # One step from a logistic-regression head: decent, and fast.
-GOOD = {"max_steps": 1, "batch_size": 16, "max_length": 64, "baseline": False}
+GOOD = {"max_steps": 1, "batch_size": 16, "max_length": 64, "baseline": False, "gap_sample": 0}
 # One step at a negligible learning rate from a random head: close to chance.
 BAD = {**GOOD, "head_init": "random", "lr": 1e-7, "head_lr": 1e-7}
 
@@ -234,6 +234,7 @@ def test_training_records_every_serving_candidate_this_cpu_runs(trained_model_di
         assert candidate.drop_points == pytest.approx(100 * (fp32.accuracy - candidate.accuracy))
         assert candidate.tickets_per_s is not None and candidate.tickets_per_s > 0
     assert record.measured_on == {"cpu": hardware.signature()}
+    assert record.long_tokens is not None and record.long_tokens >= record.mean_tokens > 0
     assert (
         manifest["serving_candidates"]["n"]
         == _metrics(trained_model_dir)["data"]["sizes"]["validation"]

@@ -89,6 +89,8 @@ def evaluate_candidates(
     texts = [e.text for e in validation]
     lengths = [len(ids) for ids in next(iter(predictors.values())).tokenize(texts)]
     mean_tokens = float(np.mean(lengths)) if lengths else 32.0
+    long_tokens = float(np.percentile(lengths, 90)) if lengths else None
+    shape = serving_paths.Record(candidates=(), mean_tokens=mean_tokens, long_tokens=long_tokens)
     speeds: dict[str, float] = {}
     measured_on: dict[str, str] = {}
     for device in sorted({s.device for s in specs}):
@@ -99,7 +101,7 @@ def evaluate_candidates(
                 {n: (p.network, p.spec) for n, p in here.items()},
                 device=device,
                 batch=any_one.chunk_size,
-                length=max(2, round(mean_tokens)),
+                lengths=shape.warm_up_lengths(max_length),
                 vocab=int(getattr(any_one.tokenizer, "vocab_size", 30000)),
             )
         )
@@ -121,6 +123,7 @@ def evaluate_candidates(
         candidates=tuple(candidates),
         measured_on=measured_on,
         mean_tokens=round(mean_tokens, 2),
+        long_tokens=round(long_tokens, 2) if long_tokens is not None else None,
         extra={"slice": "validation", "n": len(validation)},
     )
     log.info(

@@ -67,8 +67,8 @@ def serving_candidates_table(record: dict[str, Any]) -> list[str]:
     out = [
         f"Serving candidates, scored on validation through the serving `Predictor` (the"
         f" consumer serves the fastest its machine supports among those losing ≤ {gate} points;"
-        f" speeds: one chunk at the mean length, {record.get('mean_tokens')} tokens, on this"
-        " machine):",
+        f" speeds: a chunk at the mean length, {record.get('mean_tokens')} tokens, and one at"
+        f" the 90th percentile, {record.get('long_tokens', '(not kept)')}, on this machine):",
         "",
         "| candidate | accuracy | points lost | tickets/s here | needs | safe |",
         "| --- | --- | --- | --- | --- | --- |",
