@@ -131,3 +131,21 @@ def test_benchmarks_md_judges_the_fast_path_by_the_interleaved_ratio() -> None:
     assert "fp32 and the served path (bf16) in turn at batch 32, 3 rounds each" in text
     assert "fp32 100.0 tickets/s (rounds [110.0, 100.0, 90.0])" in text
     assert "model only (fp32 and it in turn) | 2.6 × (bf16) | **not met** |" in text
+
+
+def test_benchmarks_md_judges_end_to_end_by_the_rounds_taken_in_turn() -> None:
+    speed = _speed(loaded_fp32=False)
+    speed["end_to_end_interleaved"] = {
+        "rounds": 3,
+        "rates": {"model only": [300.0, 250.0, 280.0], "end to end": [270.0, 240.0, 290.0]},
+        "medians": {"model only": 280.0, "end to end": 270.0},
+        "tickets_per_drain": 1000,
+        **_row(0, False),
+    }
+    speed["ratios"]["end_to_end_over_model_only"] = 0.964
+    text = "\n".join(speed_section(speed, {"gpu": None, "cpu_flags": ["amx_bf16"]}))
+    assert "in turn, 3 rounds each (end to end: a drain of 1000 tickets" in text
+    assert "end to end 270.0 tickets/s (rounds [270.0, 240.0, 290.0])" in text
+    assert (
+        "| end to end ≥ 0.95 × model only (served path, the two in turn) | 0.964 × | met |" in text
+    )
