@@ -110,7 +110,10 @@ def configured(settings: Settings, model_dir: Path, **consumer: object) -> Setti
             # all classified: no confidence threshold, no novelty check
             "routing": settings.routing.model_copy(update={"threshold": 0.0, "novelty": False}),
             "batching": settings.batching.model_copy(update={"max_batch": 8}),
-            "consumer": settings.consumer.model_copy(update=consumer),
+            # retries at most 2 s apart (30 s by default): the same rounds, less waiting
+            "consumer": settings.consumer.model_copy(
+                update={"retry_backoff_max_s": 2.0, **consumer}
+            ),
         }
     )
 
