@@ -35,6 +35,14 @@ def mo_batch(speed: dict[str, Any]) -> int:
     return int(speed["model_only"].get(speed.get("auto_key", ""), {}).get("batch_size", 32))
 
 
+def _turns_text(turns: dict[str, Any]) -> str:
+    """``model_only.interleaved``'s medians with their rounds, one name after another."""
+    return "; ".join(
+        f"{name} {median} tickets/s (rounds {turns['rates'][name]})"
+        for name, median in turns["medians"].items()
+    )
+
+
 def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     mo = speed["model_only"]
     auto = speed["auto_precision"]
@@ -77,12 +85,7 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
             f"Model only and end to end at the served path ({auto}) in turn,"
             f" {e2e_turns['rounds']} rounds each (end to end: a drain of"
             f" {e2e_turns.get('tickets_per_drain', '?')} tickets; medians; the end-to-end"
-            " target below uses these): "
-            + "; ".join(
-                f"{name} {e2e_turns['medians'][name]} tickets/s (rounds {e2e_turns['rates'][name]})"
-                for name in e2e_turns["medians"]
-            )
-            + ".",
+            " target below uses these): " + _turns_text(e2e_turns) + ".",
         ]
     turns = speed.get("fast_path_interleaved")
     if turns:
@@ -90,10 +93,7 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
             "",
             f"fp32 and the served path ({auto}) in turn at batch {mo_batch(speed)},"
             f" {turns['rounds']} rounds each (medians; the target below uses these): "
-            + "; ".join(
-                f"{name} {turns['medians'][name]} tickets/s (rounds {turns['rates'][name]})"
-                for name in turns["medians"]
-            )
+            + _turns_text(turns)
             + f"; load {_load(turns)}.",
         ]
     cost = speed.get("novelty_cost")

@@ -196,6 +196,21 @@ class Candidate:
         }
 
 
+def warm_up_lengths(
+    mean_tokens: float, long_tokens: float | None, max_length: int
+) -> tuple[int, ...]:
+    """The chunk lengths a speed measurement runs: the mean and the long tail.
+
+    At the mean alone two candidates can tie (bf16 and int8 at 16 tokens here) and the
+    noise picks one, though they part ways on longer tickets; traffic that runs longer than
+    the training slice then pays for the coin toss. The long length is the slice's 90th
+    percentile (twice the mean for folders written before it was kept).
+    """
+    long = long_tokens if long_tokens is not None else 2 * mean_tokens
+    lengths = {min(max(2, round(x)), max_length) for x in (mean_tokens, long)}
+    return tuple(sorted(lengths))
+
+
 @dataclass(frozen=True)
 class Record:
     """The manifest's ``serving_candidates``: every measured candidate and where it was measured."""
@@ -208,16 +223,8 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def warm_up_lengths(self, max_length: int) -> tuple[int, ...]:
-        """The chunk lengths a speed measurement runs: the mean and the long tail.
-
-        At the mean alone two candidates can tie (bf16 and int8 at 16 tokens here) and
-        the noise picks one, though they part ways on longer tickets; traffic that runs
-        longer than the training slice then pays for the coin toss. The long length is the
-        slice's 90th percentile (twice the mean for folders written before it was kept).
-        """
-        long = self.long_tokens if self.long_tokens is not None else 2 * self.mean_tokens
-        lengths = {min(max(2, round(x)), max_length) for x in (self.mean_tokens, long)}
-        return tuple(sorted(lengths))
+        """The chunk lengths a speed measurement runs (``warm_up_lengths``)."""
+        return warm_up_lengths(self.mean_tokens, self.long_tokens, max_length)
 
     def to_dict(self) -> dict[str, Any]:
         return {

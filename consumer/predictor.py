@@ -156,11 +156,10 @@ def warm_up_speeds(
     The token ids are random: the arithmetic, not the words, sets the speed.
     """
     generator = torch.Generator().manual_seed(0)
-    ids = [
-        torch.randint(1000, max(vocab, 1001), (batch, length), generator=generator).to(device)
-        for length in lengths
-    ]
-    chunks = [(chunk, torch.ones_like(chunk)) for chunk in ids]
+    chunks = []
+    for length in lengths:
+        ids = torch.randint(1000, max(vocab, 1001), (batch, length), generator=generator)
+        chunks.append((ids.to(device), torch.ones_like(ids).to(device)))
 
     def forward(network: nn.Module, spec: str) -> Callable[[], object]:
         autocast = autocast_for(spec)

@@ -90,7 +90,6 @@ def evaluate_candidates(
     lengths = [len(ids) for ids in next(iter(predictors.values())).tokenize(texts)]
     mean_tokens = float(np.mean(lengths)) if lengths else 32.0
     long_tokens = float(np.percentile(lengths, 90)) if lengths else None
-    shape = serving_paths.Record(candidates=(), mean_tokens=mean_tokens, long_tokens=long_tokens)
     speeds: dict[str, float] = {}
     measured_on: dict[str, str] = {}
     for device in sorted({s.device for s in specs}):
@@ -101,7 +100,7 @@ def evaluate_candidates(
                 {n: (p.network, p.spec) for n, p in here.items()},
                 device=device,
                 batch=any_one.chunk_size,
-                lengths=shape.warm_up_lengths(max_length),
+                lengths=serving_paths.warm_up_lengths(mean_tokens, long_tokens, max_length),
                 vocab=int(getattr(any_one.tokenizer, "vocab_size", 30000)),
             )
         )
