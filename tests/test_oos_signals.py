@@ -1,18 +1,18 @@
-"""The Gaussians behind training.oos_signals' Mahalanobis rows (synthetic data, fast)."""
+"""The distances behind training.oos_signals' Mahalanobis rows (synthetic data, fast)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.oos_signals import Gaussians
+from training.oos_signals import Distances
 
 
 def test_distances_grow_away_from_the_classes() -> None:
     rng = np.random.default_rng(0)
     a = rng.normal(0.0, 1.0, size=(300, 4)) + np.array([5.0, 0, 0, 0])
     b = rng.normal(0.0, 1.0, size=(300, 4)) - np.array([5.0, 0, 0, 0])
-    g = Gaussians(np.vstack([a, b]), np.array(["a"] * 300 + ["b"] * 300))
+    g = Distances.fit(np.vstack([a, b]), ["a"] * 300 + ["b"] * 300)
     near, between, far = (
         np.array([[5.0, 0, 0, 0]]),
         np.array([[0.0, 0, 0, 0]]),
@@ -25,6 +25,7 @@ def test_distances_grow_away_from_the_classes() -> None:
     r = [float(g.relative(x)[0]) for x in (near, between, far)]
     assert r[0] < 1.0 < min(r[1], r[2]), r
     background = g.distance(far) - g.relative(far)
-    centred = far - g.background_mean
-    expected = np.einsum("nd,de,ne->n", centred, g.background_precision, centred)[0]
+    centred = far - np.vstack([a, b]).mean(axis=0)
+    precision = g.background.tensors["precision"].numpy()
+    expected = np.einsum("nd,de,ne->n", centred, precision, centred)[0]
     assert background[0] == pytest.approx(expected)

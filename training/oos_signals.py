@@ -3,8 +3,9 @@
 ``python -m training.oos_signals --model bench-results/models/<version>`` reads a model that
 ``training.bench_banking77 --task oos`` trained (the held-out buckets absent from its
 training), rebuilds that run's validation slice from train.csv with the run's own split salt
-(in-scope rows), and scores it against the held-out buckets' rows of train.csv, which training
-never saw. test.csv is not read. For each score: AUROC (in-scope vs held-out) and the share of
+(in-scope rows, through training's own ``prepare_data`` and ``make_split``), and scores it
+against the held-out buckets' rows of train.csv, which training never saw. test.csv is not
+read. For each score: AUROC (in-scope vs held-out) and the share of
 held-out rows over the validation slice's ``--quantile``.
 """
 
@@ -13,21 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.covariance import LedoitWolf
 
 from consumer.clean import clean_ticket
 from consumer.model_store import load_model
+from consumer.novelty import NoveltyScorer, fit_mahalanobis
 from consumer.predictor import Outputs, Predictor
 from consumer.settings import ModelSettings, Settings
 from training.args import TrainingArgs
 from training.bench_oos import HELD_OUT, auroc, read_rows, write_rows
-from training.dataset import prepare
-from training.files import Columns, load_label_map, read_file
-from training.split import split_examples
+from training.files import Columns, load_label_map
+from training.pipeline import DataOptions, make_split, prepare_data
 
 Score = Callable[[Outputs], np.ndarray]
 
@@ -46,27 +47,25 @@ def _scaled(score: Score, validation: Outputs) -> Score:
     return lambda o: score(o) / spread
 
 
-class Gaussians:
-    """Class means with one shared Ledoit-Wolf covariance, and one background Gaussian."""
+@dataclass(frozen=True)
+class Distances:
+    """The served Mahalanobis fit (``consumer.novelty``) on the class labels, and the same fit
+    with one class for all the data: the background of the relative distance (Ren et al. 2021).
+    """
 
-    def __init__(self, embeddings: np.ndarray, labels: np.ndarray) -> None:
-        self.classes = sorted(set(labels.tolist()))
-        self.means = np.stack([embeddings[labels == c].mean(axis=0) for c in self.classes])
-        index = np.searchsorted(self.classes, labels)
-        self.precision = LedoitWolf().fit(embeddings - self.means[index]).precision_
-        background = LedoitWolf().fit(embeddings)
-        self.background_mean, self.background_precision = (
-            background.location_,
-            background.precision_,
-        )
+    classes: NoveltyScorer
+    background: NoveltyScorer
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, labels: Sequence[str]) -> Distances:
+        every = ["all"] * len(labels)
+        return cls(fit_mahalanobis(embeddings, labels), fit_mahalanobis(embeddings, every))
 
     def distance(self, x: np.ndarray) -> np.ndarray:
-        d = x[:, None, :] - self.means[None]
-        return np.asarray(np.einsum("nkd,de,nke->nk", d, self.precision, d).min(axis=1))
+        return self.classes.score(x)
 
     def relative(self, x: np.ndarray) -> np.ndarray:
-        d = x - self.background_mean
-        return self.distance(x) - np.einsum("nd,de,ne->n", d, self.background_precision, d)
+        return np.asarray(self.classes.score(x) - self.background.score(x))
 
 
 def compare(
@@ -76,19 +75,15 @@ def compare(
     held_intents = {i for i, b in buckets.items() if b in HELD_OUT}
     rows = read_rows(datasets / "train.csv")
     args = TrainingArgs.model_validate_json((model_dir / "training_args.json").read_text())
-    max_chars = Settings(_env_file=None).validation.max_clean_chars
+    settings = Settings(_env_file=None)
     with tempfile.TemporaryDirectory() as work:
         in_scope = Path(work) / "train-in-scope.csv"
         write_rows(in_scope, [r for r in rows if r[1] not in held_intents])
-        raw = read_file(in_scope, Columns(text="text", label="category"))
-    prepared = prepare(raw, max_chars=max_chars, min_examples_per_label=args.min_examples_per_label)
-    split = split_examples(
-        prepared.examples,
-        salt=args.split_salt,
-        validation_fraction=args.validation_fraction,
-        test_fraction=args.test_fraction,
-        test_file_examples=[],  # as the benchmark ran: test.csv was its test slice
-    )
+        options = DataOptions(columns=Columns(text="text", label="category"))
+        prepared = prepare_data(settings, args, in_scope, options)[0]
+    # The same validation slice as the benchmark's run (the same ids, salt and fraction).
+    split = make_split(args, prepared, None, None)
+    max_chars = settings.validation.max_clean_chars
     held = [clean_ticket(None, t, max_chars=max_chars) for t, c in rows if c in held_intents]
     predictor = Predictor(load_model(model_dir), ModelSettings(precision="fp32"))
     val = predictor.outputs([e.text for e in split.validation], embeddings=True)
@@ -98,7 +93,7 @@ def compare(
     take = rng.choice(len(train), size=min(fit_rows, len(train)), replace=False)
     fit = predictor.outputs([train[i].text for i in take], embeddings=True)
     assert fit.embeddings is not None and val.fine_probs is not None
-    gaussians = Gaussians(fit.embeddings, np.array([train[i].label for i in take]))
+    distances = Distances.fit(fit.embeddings, [train[i].label for i in take])
 
     def emb(o: Outputs) -> np.ndarray:
         assert o.embeddings is not None
@@ -119,8 +114,8 @@ def compare(
         "1 - max bucket probability": lambda o: _doubt(o.probs),
         "1 - max fine-label probability": lambda o: _doubt(fine(o)),
         "entropy of the fine-label probabilities": lambda o: _entropy(fine(o)),
-        "Mahalanobis (refit, fine classes)": lambda o: gaussians.distance(emb(o)),
-        "relative Mahalanobis": lambda o: gaussians.relative(emb(o)),
+        "Mahalanobis refit (the served fit, fine classes)": lambda o: distances.distance(emb(o)),
+        "relative Mahalanobis": lambda o: distances.relative(emb(o)),
     }
     served_scaled = _scaled(served, val)
 
@@ -129,7 +124,7 @@ def compare(
 
     for weight in (0.5, 1.0, 2.0):
         scores[f"served + {weight:g} x fine-label doubt"] = served_plus_fine(weight)
-    relative = _scaled(lambda o: gaussians.relative(emb(o)), val)
+    relative = _scaled(lambda o: distances.relative(emb(o)), val)
     scores["relative Mahalanobis + bucket doubt"] = lambda o: relative(o) + bucket_doubt(o)
     table: dict[str, dict[str, float]] = {}
     for name, score in scores.items():
