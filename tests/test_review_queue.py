@@ -16,6 +16,7 @@ from consumer.kafka.admin import admin_client
 from consumer.settings import Settings, TopicSettings
 from producer_tools.__main__ import run_cli
 from producer_tools.review_session import Decision, ReviewQueue, ReviewSession
+from tests.browser import wait_for
 from tests.kafka_helpers import committed_offsets, end_offsets, produce_values, read_topic
 from tests.review_helpers import review_values
 
@@ -191,15 +192,13 @@ def test_an_answer_does_not_wait_for_the_poll_threads_fetch(settings: Settings) 
         took = time.monotonic() - started
         assert took < 2.0, f"the answer waited {took:.1f} s for the poll thread's fetch"
         partition = lease.record.partition
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # the poll loop commits it on its next turn
+
+        def committed() -> bool:  # the poll loop commits it on its next turn
             done = committed_offsets(
                 settings.kafka, "reviewers-fast-answer", settings.topics.review, 3
             )
-            if done[partition] == lease.record.offset + 1:
-                break
-            time.sleep(0.3)
-        else:
-            raise AssertionError(f"the answer was never committed: {done}")
+            return bool(done[partition] == lease.record.offset + 1)
+
+        wait_for(committed, 20, "the answer's commit")
     finally:
         queue.close()
