@@ -2,8 +2,8 @@
 
 validate → clean → predict → route, and every record that cannot be read becomes a dead
 letter (errors as data). The step is split in two so that the service can run the model on
-its own thread: ``prepare`` (validate, clean: cheap, main thread) and ``finish`` (predict,
-route: the model). ``process`` does both.
+its own threads: ``prepare`` (validate, clean, tokenize: cheap, main thread) and ``finish``
+(predict, route: the model). ``process`` does both.
 
 Side outputs, after a record's one route: the audit copy of an auto-routed ticket
 (``routing.audit_share``, reason ``audit``, on the review topic) and the shadow model's
@@ -35,6 +35,7 @@ class PreparedBatch:
     records: list[Record]
     tickets: list[tuple[int, RawTicket, str]] = field(default_factory=list)  # (index, ticket, text)
     dead: dict[int, Output] = field(default_factory=dict)  # index -> dead letter
+    token_ids: list[list[int]] = field(default_factory=list)  # one row per ticket
 
 
 class BatchStep:
@@ -73,6 +74,7 @@ class BatchStep:
                 topics.dead_letter,
                 topics.max_message_bytes,
             )
+        batch.token_ids = self.predictor.tokenize([text for _, _, text in batch.tickets])
         return batch
 
     def finish(self, batch: PreparedBatch) -> BatchResult:
@@ -84,8 +86,8 @@ class BatchStep:
         infer_s = 0.0
         if batch.tickets:
             started = time.perf_counter()
-            predictions = self.predictor.predict(
-                [text for _, _, text in batch.tickets], top_k=self.settings.routing.top_k
+            predictions = self.predictor.predict_ids(
+                batch.token_ids, top_k=self.settings.routing.top_k
             )
             infer_s = time.perf_counter() - started
             version = self.predictor.version

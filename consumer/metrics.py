@@ -89,6 +89,11 @@ class Metrics:
             ["model_version", "device", "precision"],
             registry=r,
         )
+        self.inference_workers = Gauge(
+            "ticketsort_inference_workers",
+            "Batches the model runs at once (consumer.inference_streams).",
+            registry=r,
+        )
         self.model_reloads = Counter(
             "ticketsort_model_reloads", "Model hot reloads by result.", ["result"], registry=r
         )

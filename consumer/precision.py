@@ -369,13 +369,14 @@ def choose(
 
 def interleaved_speeds(
     forwards: Mapping[str, Callable[[], object]],
-    batch: int,
+    batch: int | Mapping[str, int],
     rounds: int = 3,
     *,
     budget_s: float = 0.0,
     max_rounds: int = 15,
 ) -> dict[str, float]:
-    """Tickets/s of each forward (one batch of ``batch`` each call): the median of its rounds.
+    """Tickets/s of each forward (``batch`` tickets each call, or ``batch[name]``): the
+    median of its rounds.
 
     Candidates take turns, one batch each per round after one untimed round, so a
     neighbour's load on a shared machine falls on all of them alike. At least
@@ -394,4 +395,5 @@ def interleaved_speeds(
                 times[name].append(elapsed)
                 spent += elapsed
         turn += 1
-    return {name: round(batch / statistics.median(t), 1) for name, t in times.items()}
+    tickets = batch if isinstance(batch, Mapping) else dict.fromkeys(forwards, batch)
+    return {name: round(tickets[name] / statistics.median(t), 1) for name, t in times.items()}

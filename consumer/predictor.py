@@ -373,4 +373,8 @@ class Predictor:
         )
 
     def predict(self, texts: Sequence[str], top_k: int = 3) -> list[Prediction]:
-        return self.predictions_from_outputs(self.outputs(texts), top_k)
+        return self.predict_ids(self.tokenize(texts), top_k)
+
+    def predict_ids(self, token_ids: list[list[int]], top_k: int = 3) -> list[Prediction]:
+        """``predict`` for texts already through ``tokenize``."""
+        return self.predictions_from_outputs(self.outputs_from_ids(token_ids), top_k)

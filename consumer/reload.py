@@ -94,6 +94,11 @@ class ModelWatcher:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def has_news(self) -> bool:
+        """A model is ready or the link went away: ``take_ready`` or ``take_removed`` is due."""
+        with self._lock:
+            return self._ready is not None or self._removed
+
     def take_ready(self) -> Predictor | None:
         with self._lock:
             ready, self._ready = self._ready, None

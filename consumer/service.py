@@ -19,7 +19,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from consumer.batch_step import BatchStep
+from consumer import inference_streams
+from consumer.batch_step import BatchStep, PreparedBatch
 from consumer.dead_letter_rate import DeadLetterRate
 from consumer.drift import export_training, observe_output
 from consumer.errors import ExitCode, TicketsortError
@@ -112,7 +113,7 @@ class ClassifierService:
         self.rate = DeadLetterRate(
             settings.validation.dead_letter_window, settings.validation.dead_letter_max_ratio
         )
-        self.worker: InferenceWorker | None = None  # started by run() when pipelining
+        self.worker: InferenceWorker[PreparedBatch, BatchResult] | None = None  # run() starts it
         self.generation = 0  # moves on after an exactly-once rewind: older results are void
         self.watcher: ModelWatcher | None = None
         self.shadow_watcher: ModelWatcher | None = None
@@ -182,7 +183,7 @@ class ClassifierService:
         try:
             self.sink.start()
             if settings.batching.pipeline_depth > 0:
-                self.worker = InferenceWorker(self.step, settings.batching.pipeline_depth)
+                self.worker = self._start_workers()
             while not self.stop_event.is_set():
                 self.metrics.last_loop = time.monotonic()
                 self._maybe_swap_model()
@@ -201,13 +202,25 @@ class ClassifierService:
             code = self._shutdown(code)
         return int(code)
 
+    def _start_workers(self) -> InferenceWorker[PreparedBatch, BatchResult]:
+        batching = self.settings.batching
+        streams = inference_streams.choose(
+            self.predictor, batching.inference_workers, batching.max_batch
+        )
+        self.metrics.inference_workers.set(streams.workers)
+        log.info("inference_workers_chosen", **streams.to_dict())
+        depth = max(batching.pipeline_depth, streams.workers)
+        return InferenceWorker(
+            self.step.finish, depth, workers=streams.workers, threads=streams.threads
+        )
+
     def _turn_inline(self) -> None:
         batching = self.settings.batching
         records = self.source.poll(batching.max_batch, batching.max_wait_ms / 1000)
         if records:
             self._handle(self.step.process(records))
 
-    def _turn_pipelined(self, worker: InferenceWorker) -> None:
+    def _turn_pipelined(self, worker: InferenceWorker[PreparedBatch, BatchResult]) -> None:
         """Publish what the model finished; poll and prepare the next batch meanwhile."""
         batching = self.settings.batching
         for generation, result in worker.take(
@@ -346,8 +359,12 @@ class ClassifierService:
         self.metrics.not_fetching.set(len(self.fetch_watch.not_fetching))
 
     def _maybe_swap_model(self) -> None:
-        if self.worker is not None and self.worker.pending:
-            return  # swap only while no batch is with the model
+        watchers = [w for w in (self.watcher, self.shadow_watcher) if w is not None]
+        if not any(w.has_news() for w in watchers):
+            return
+        # Models swap between batches: what the workers hold is published first. (Waiting
+        # for a turn with none in flight could wait for ever under load, with two workers.)
+        self._finish_in_flight()
         self._maybe_swap_shadow()
         if self.watcher is None:
             return

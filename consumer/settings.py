@@ -123,6 +123,12 @@ class BatchingSettings(BaseModel):
         description="Batches the model may run ahead on its own thread while the service"
         " polls, cleans and publishes; 0 runs the model inline.",
     )
+    inference_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Batches the model runs at once, each on its share of the CPU threads;"
+        " unset: timed at start-up on the CPU (consumer.inference_streams), one on a GPU.",
+    )
 
 
 class ValidationSettings(BaseModel):

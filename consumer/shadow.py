@@ -12,6 +12,7 @@ service reads changes. The shadow's time is budgeted against the served model's
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ class ShadowScorer:
         self.metrics = metrics
         self.served_s = 0.0  # since this shadow loaded
         self.shadow_s = 0.0
+        self._lock = threading.Lock()  # one batch at a time: the budget sums stay whole
 
     @property
     def version(self) -> str:
@@ -75,7 +77,11 @@ class ShadowScorer:
 
     def score(self, tickets: list[Scored], served_s: float) -> list[Output]:
         """Shadow outputs for the picked ``tickets`` of a batch the served model took
-        ``served_s`` on (their order kept)."""
+        ``served_s`` on (their order kept). Batches from several inference workers take turns."""
+        with self._lock:
+            return self._score(tickets, served_s)
+
+    def _score(self, tickets: list[Scored], served_s: float) -> list[Output]:
         self.served_s += served_s
         chosen = [t for t in tickets if self.picks(t.ticket.id)]
         if not chosen:

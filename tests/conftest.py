@@ -19,6 +19,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Two inference workers, not a start-up measurement per service (a couple of seconds each);
+# two also keeps the ordering across workers under test everywhere.
+os.environ.setdefault("TICKETSORT_BATCHING__INFERENCE_WORKERS", "2")
 
 from consumer.kafka import ensure_topics
 from consumer.settings import KafkaSettings, Settings, TopicSettings

@@ -210,3 +210,44 @@ def test_while_the_model_is_busy_the_next_batch_builds_up(
     arrive(1)
     turn(idle)  # type: ignore[arg-type]
     assert idle.submitted == [[10]]  # an idle model gets what there is after max_wait_ms
+
+
+class _ReadyWatcher:
+    """A model watcher with a fresh model ready."""
+
+    def __init__(self, fresh: Predictor) -> None:
+        self.fresh: Predictor | None = fresh
+
+    def has_news(self) -> bool:
+        return self.fresh is not None
+
+    def take_ready(self) -> Predictor | None:
+        fresh, self.fresh = self.fresh, None
+        return fresh
+
+    def stop(self) -> None:
+        pass
+
+
+def test_a_fresh_model_is_swapped_in_while_the_workers_are_busy(
+    settings: Settings, predictor: Predictor
+) -> None:
+    """Under steady load some batch is always with a worker; the swap must not wait for a
+    moment with none in flight (it may never come): the in-flight batches are published
+    first, then the fresh model serves."""
+    consumer = FakeConsumer()
+    service = ClassifierService(settings, predictor, consumer=consumer, producer=FakeProducer())  # type: ignore[arg-type]
+    service.source.subscribe([settings.topics.raw])
+    raw = settings.topics.raw
+    consumer.assign_now((raw, 0))
+    fresh = Predictor(predictor.model)
+    service.watcher = _ReadyWatcher(fresh)  # type: ignore[assignment]
+    service.worker = service._start_workers()
+    try:
+        batch = service.step.prepare([record(0, i, _ticket(i), topic=raw) for i in range(3)])
+        service.worker.submit(batch, service.generation)
+        service._maybe_swap_model()
+        assert service.step.predictor is fresh
+        assert service.worker.pending == 0 and service.totals["consumed"] == 3
+    finally:
+        service.worker.stop()
