@@ -29,6 +29,8 @@ import torch
 
 from bench import corpus, end_to_end, model_only, naive, novelty_cost, shadow_cost
 from bench.load import measured
+from consumer import inference_streams
+from consumer.inference_streams import Streams
 from consumer.logs import configure_logging
 from consumer.model_store import load_model
 from consumer.predictor import Predictor
@@ -127,9 +129,17 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
     auto = Predictor(load_model(model_dir), settings.model)
     out["auto_precision"] = auto.precision
     out["auto_choice"] = auto.choice.to_dict()
+    # ...and the inference workers it is served with (timed now, as the service does; the
+    # end-to-end rows below reuse this choice).
+    streams = inference_streams.choose(auto, settings.batching.inference_workers, batch)
+    out["inference_workers"] = streams.to_dict()
+    print("inference workers", out["inference_workers"], flush=True)
+    workers = f" x{streams.workers} workers" if streams.workers > 1 else ""
 
-    def row(key: str, predictor: Predictor, size: int) -> None:
-        result, load = measured(lambda: model_only.measure(predictor, texts, size, seconds))
+    def row(key: str, predictor: Predictor, size: int, served: Streams | None = None) -> None:
+        result, load = measured(
+            lambda: model_only.measure(predictor, texts, size, seconds, streams=served)
+        )
         out["model_only"][key] = {**result, **load}
         print("model only", key, out["model_only"][key], flush=True)
 
@@ -161,20 +171,26 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
         )
         out["shadow_cost"].update(load)
         print("shadow cost", out["shadow_cost"], flush=True)
-    auto_key = f"auto ({auto.spec})@{batch}"
-    row(auto_key, auto, batch)
-    if not is_gpu and auto.spec != "fp32":
-        # The headline ratio, fp32 and the served path measured in turn (model_only.interleaved).
-        fp32_model = settings.model.model_copy(update={"precision": "fp32"})
-        pair = {"fp32": Predictor(load_model(model_dir), fp32_model), auto.spec: auto}
+    auto_key = f"auto ({auto.spec}{workers})@{batch}"
+    row(auto_key, auto, batch, streams)
+    fp32_model = settings.model.model_copy(update={"precision": "fp32"})
+    fp32_predictor = Predictor(load_model(model_dir), fp32_model)
+    if workers:  # fp32 served the same way: what the workers alone are worth
+        row(f"fp32{workers}@{batch}", fp32_predictor, batch, streams)
+    if not is_gpu and (auto.spec != "fp32" or workers):
+        # The headline ratio, fp32 eager (one batch at a time) and the served path measured
+        # in turn (model_only.interleaved).
+        served_name = f"{auto.spec}{workers}"
+        pair = {"fp32": (fp32_predictor, None), served_name: (auto, streams)}
         out["fast_path_interleaved"], load = measured(
             lambda: model_only.interleaved(
-                lambda name: model_only.measure(pair[name], texts, batch, seconds / 2)[
-                    "tickets_per_s"
-                ],
+                lambda name: model_only.measure(
+                    pair[name][0], texts, batch, seconds / 2, streams=pair[name][1]
+                )["tickets_per_s"],
                 list(pair),
             )
         )
+        out["fast_path_served_name"] = served_name
         out["fast_path_interleaved"].update(load)
         print("fast path interleaved", out["fast_path_interleaved"], flush=True)
     tokens = out["model_only"][auto_key]["mean_tokens"]
@@ -190,7 +206,11 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
 
     def e2e_turn(name: str) -> float:
         if name == "model only":
-            return float(model_only.measure(auto, texts, batch, seconds / 2)["tickets_per_s"])
+            return float(
+                model_only.measure(auto, texts, batch, seconds / 2, streams=streams)[
+                    "tickets_per_s"
+                ]
+            )
         return float(end_to_end.throughput(settings, auto, tickets[:e2e_n])["tickets_per_s"])
 
     out["end_to_end_interleaved"], load = measured(
@@ -233,12 +253,16 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
     if "fast_path_interleaved" in out:  # the ratio taken in turn is the one to judge by
         medians = out["fast_path_interleaved"]["medians"]
         out["ratios"]["auto_over_fp32_rows"] = out["ratios"]["auto_over_fp32_model_only"]
-        out["ratios"]["auto_over_fp32_model_only"] = round(medians[auto.spec] / medians["fp32"], 2)
+        out["ratios"]["auto_over_fp32_model_only"] = round(
+            medians[out["fast_path_served_name"]] / medians["fp32"], 2
+        )
     rows = [out["model_only"][k] for k in (auto_key, fp32_key) if k in out["model_only"]]
     rows += [out["end_to_end"], out["latency"], out["naive"]]
     out["ratios_under_load"] = any(r.get("under_load") for r in rows)
     out["auto_key"] = auto_key
-    out["batch_inference_ms"] = out["model_only"][auto_key]["ms_per_batch"]
+    # One batch's time with the model (with several workers each batch takes longer than
+    # the time between batches).
+    out["batch_inference_ms"] = out["model_only"][auto_key]["batch_ms"]
     return out
 
 

@@ -9,35 +9,81 @@ from typing import Any
 
 import numpy as np
 
+from consumer.inference import InferenceWorker
+from consumer.inference_streams import Streams
 from consumer.predictor import Predictor
 
 
 def measure(
-    predictor: Predictor, texts: list[str], batch_size: int, min_seconds: float = 5.0
+    predictor: Predictor,
+    texts: list[str],
+    batch_size: int,
+    min_seconds: float = 5.0,
+    *,
+    streams: Streams | None = None,
 ) -> dict[str, Any]:
-    """Tickets per second, batches of ``batch_size`` in stream order, tokenization included."""
-    for start in range(0, min(len(texts), 2 * batch_size), batch_size):  # warm-up
-        predictor.probabilities(texts[start : start + batch_size])
-    done = 0
-    batches = 0
-    started = time.perf_counter()
-    while True:
-        for start in range(0, len(texts), batch_size):
-            predictor.probabilities(texts[start : start + batch_size])
-            done += len(texts[start : start + batch_size])
-            batches += 1
-        elapsed = time.perf_counter() - started
-        if elapsed >= min_seconds:
-            break
+    """Tickets per second, batches of ``batch_size`` in stream order, tokenization included.
+
+    With ``streams`` of more than one worker, the batches run as the service runs them:
+    tokenized on this thread, the model on ``streams.workers`` ``InferenceWorker`` threads.
+    ``batch_ms`` is the time one batch spends with the model (with one worker, the time
+    between batches).
+    """
+    workers = streams.workers if streams is not None else 1
+    spent: list[float] = []
+
+    def timed(token_ids: list[list[int]]) -> None:
+        started = time.perf_counter()
+        predictor.probabilities_from_ids(token_ids)
+        spent.append(time.perf_counter() - started)
+
+    pool = (
+        InferenceWorker(timed, workers, workers=workers, threads=streams.threads)
+        if streams is not None and workers > 1
+        else None
+    )
+
+    def run(chunk: list[str]) -> None:
+        if pool is None:
+            timed(predictor.tokenize(chunk))
+            return
+        if not pool.has_room():
+            pool.take(60.0)
+        pool.submit(predictor.tokenize(chunk), 0)
+
+    try:
+        for start in range(0, min(len(texts), 2 * batch_size * workers), batch_size):  # warm-up
+            run(texts[start : start + batch_size])
+        if pool is not None:
+            pool.take_all()
+        spent.clear()
+        done = 0
+        batches = 0
+        started = time.perf_counter()
+        while True:
+            for start in range(0, len(texts), batch_size):
+                run(texts[start : start + batch_size])
+                done += len(texts[start : start + batch_size])
+                batches += 1
+            if pool is not None:
+                pool.take_all()
+            elapsed = time.perf_counter() - started
+            if elapsed >= min_seconds:
+                break
+    finally:
+        if pool is not None:
+            pool.stop()
     tokens = [len(ids) for ids in predictor.tokenize(texts)]
     return {
         "device": predictor.device,
         "precision": predictor.precision,
         "batch_size": batch_size,
+        "workers": workers,
         "tickets": done,
         "seconds": round(elapsed, 3),
         "tickets_per_s": round(done / elapsed, 1),
         "ms_per_batch": round(1000 * elapsed / batches, 2),
+        "batch_ms": round(1000 * statistics.mean(spent), 2),
         "mean_tokens": round(float(np.mean(tokens)), 1),
     }
 

@@ -43,6 +43,23 @@ def _turns_text(turns: dict[str, Any]) -> str:
     )
 
 
+def _workers_text(streams: dict[str, Any]) -> list[str]:
+    """The inference workers the served path runs with, and the start-up timing behind it."""
+    timed = streams.get("speeds")
+    how = (
+        " (timed at start-up, workers → tickets/s: "
+        + ", ".join(f"{n} → {rate}" for n, rate in timed.items())
+        + ")"
+        if timed
+        else f" ({streams['reason']})"
+    )
+    return [
+        "",
+        f"Inference workers: **{streams['workers']}**, {streams['threads_per_worker']} torch"
+        f" thread(s) each{how}. Rows marked `xN workers` run N batches at once, as served.",
+    ]
+
+
 def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     mo = speed["model_only"]
     auto = speed["auto_precision"]
@@ -55,6 +72,7 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         "",
         f"Model: `{speed['model_dir']}`; serving precision chosen automatically: **{auto}**"
         + (f" ({speed['auto_choice']['reason']})." if speed.get("auto_choice") else "."),
+        *(_workers_text(speed["inference_workers"]) if speed.get("inference_workers") else []),
         "",
         "Load: the 1-minute load average before → after each row, and the share of the CPU"
         " time other processes (the broker included) took during it; **under load** marks a"
@@ -91,7 +109,8 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
     if turns:
         lines += [
             "",
-            f"fp32 and the served path ({auto}) in turn at batch {mo_batch(speed)},"
+            f"fp32 and the served path ({speed.get('fast_path_served_name', auto)}) in turn at"
+            f" batch {mo_batch(speed)},"
             f" {turns['rounds']} rounds each (medians; the target below uses these): "
             + _turns_text(turns)
             + f"; load {_load(turns)}.",

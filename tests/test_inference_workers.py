@@ -150,3 +150,23 @@ def test_prepare_tokenizes_on_the_service_thread(predictor: Predictor) -> None:
     assert batch.token_ids == predictor.tokenize(texts) and len(batch.token_ids) == 2
     result = step.finish(batch)
     assert [o.route for o in result.outputs][1] == "dead_letter"
+
+
+def test_the_bench_runs_the_served_model_on_the_served_workers(predictor: Predictor) -> None:
+    from bench import model_only
+
+    texts = [f"my invoice number {i} is wrong" for i in range(20)]
+    calls: list[int] = []
+    original = predictor.probabilities_from_ids
+
+    def counted(token_ids: list[list[int]]) -> object:
+        calls.append(len(token_ids))
+        return original(token_ids)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predictor, "probabilities_from_ids", counted)
+        row = model_only.measure(
+            predictor, texts, 8, 0.0, streams=inference_streams.Streams(2, 1, "configured")
+        )
+    assert row["workers"] == 2 and row["tickets"] == 20 and row["batch_ms"] > 0
+    assert calls[-3:] == [8, 8, 4]  # one timed pass, every ticket, in batches of 8
