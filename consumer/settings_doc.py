@@ -28,16 +28,16 @@ def _render(value: Any) -> str:
 
 
 def settings_rows() -> list[tuple[str, str, str]]:
-    """(variable, default, description) for every leaf setting."""
-    defaults = Settings(_env_file=None)
+    """(variable, default, description) for every leaf setting (its default, whatever the
+    environment of the process that writes it says)."""
     rows: list[tuple[str, str, str]] = []
-    for section_name in Settings.model_fields:
-        section = getattr(defaults, section_name)
+    for section_name, section_field in Settings.model_fields.items():
+        section = section_field.get_default(call_default_factory=True)
         if not isinstance(section, BaseModel):
             continue
         for name, field in type(section).model_fields.items():
             variable = f"{PREFIX}{section_name.upper()}__{name.upper()}"
-            default = _render(getattr(section, name))
+            default = _render(field.get_default(call_default_factory=True))
             if section_name == "kafka" and name == "bootstrap_servers":
                 default = "127.0.0.1:19092"
             rows.append((variable, default, field.description or ""))
