@@ -89,12 +89,21 @@ class StandInPredictor:
     def describe(self) -> dict[str, Any]:
         return {"model_version": self.version}
 
-    def predict(self, texts: list[str], top_k: int = 3) -> list[Prediction]:
-        ids = self.tokenizer(list(texts), truncation=True, max_length=64)["input_ids"]
-        out = []
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        from consumer.predictor import tokenize  # the serving tokenization
+
+        ids = tokenize(self.tokenizer, texts, 64)
         for text, row in zip(texts, ids, strict=True):
             assert row and isinstance(text, str) and text
-            h = zlib.crc32(text.encode("utf-8", "surrogatepass"))
+        return ids
+
+    def predict(self, texts: list[str], top_k: int = 3) -> list[Prediction]:
+        return self.predict_ids(self.tokenize(texts), top_k)
+
+    def predict_ids(self, token_ids: list[list[int]], top_k: int = 3) -> list[Prediction]:
+        out = []
+        for row in token_ids:
+            h = zlib.crc32(",".join(map(str, row)).encode())
             scores = sorted(
                 ((c, ((h >> (4 * i)) % 97) / 96) for i, c in enumerate(self.labels)),
                 key=lambda x: -x[1],
