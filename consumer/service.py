@@ -209,7 +209,9 @@ class ClassifierService:
         )
         self.metrics.inference_workers.set(streams.workers)
         log.info("inference_workers_chosen", **streams.to_dict())
-        depth = max(batching.pipeline_depth, streams.workers)
+        # pipeline_depth batches per worker: one that finishes ahead of an older batch
+        # starts the next instead of idling until the older one is published.
+        depth = batching.pipeline_depth * streams.workers
         return InferenceWorker(
             self.step.finish, depth, workers=streams.workers, threads=streams.threads
         )

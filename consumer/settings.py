@@ -120,8 +120,8 @@ class BatchingSettings(BaseModel):
     pipeline_depth: int = Field(
         default=2,
         ge=0,
-        description="Batches the model may run ahead on its own thread while the service"
-        " polls, cleans and publishes; 0 runs the model inline.",
+        description="Batches each inference worker may run ahead while the service polls,"
+        " cleans and publishes; 0 runs the model inline.",
     )
     inference_workers: int | None = Field(
         default=None,

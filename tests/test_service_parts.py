@@ -251,3 +251,25 @@ def test_a_fresh_model_is_swapped_in_while_the_workers_are_busy(
         assert service.worker.pending == 0 and service.totals["consumed"] == 3
     finally:
         service.worker.stop()
+
+
+def test_each_worker_may_run_pipeline_depth_batches_ahead(
+    settings: Settings, predictor: Predictor
+) -> None:
+    """With depth shared by the workers (2 for 2), a worker that finished ahead of an older
+    batch idled until that one was published; per worker, it starts the next one."""
+    service = ClassifierService(
+        settings, predictor, consumer=FakeConsumer(), producer=FakeProducer()
+    )  # type: ignore[arg-type]
+    worker = service._start_workers()
+    try:
+        assert (worker.workers, settings.batching.pipeline_depth) == (2, 2)
+        for i in range(3):
+            worker.submit(service.step.prepare([record(0, i, _ticket(i))]), 0)
+        assert worker.has_room()  # three in flight, a fourth may go
+        worker.submit(service.step.prepare([record(0, 3, _ticket(3))]), 0)
+        assert not worker.has_room()
+        assert "ticketsort_inference_workers 2.0" in service.metrics.render().decode()
+    finally:
+        worker.take_all()
+        worker.stop()
