@@ -86,14 +86,27 @@ class InferenceWorker(Generic[Batch, Result]):
         ]
         for thread in self._threads:
             thread.start()
-        ready.wait()  # every worker holds its own count before the service's is put back
-        restore_threads(main_threads)
+        try:
+            ready.wait()  # every worker holds its own count before the service's is put back
+        except threading.BrokenBarrierError:
+            self.stop()
+            raise InferenceFailed(f"an inference worker did not start: {self._error!r}") from None
+        finally:
+            restore_threads(main_threads)
 
     def _run(self, ready: threading.Barrier, threads: int | None) -> None:
-        count = pin_threads(threads)
+        try:
+            count = pin_threads(threads)
+        except BaseException as exc:  # the constructor raises it
+            self._error = exc
+            ready.abort()
+            return
         with self._cond:
             self.thread_counts.append(count)
-        ready.wait()
+        try:
+            ready.wait()
+        except threading.BrokenBarrierError:
+            return  # another worker failed to start
         while True:
             job = self._jobs.get()
             if job is None:

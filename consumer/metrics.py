@@ -167,7 +167,7 @@ class Metrics:
         )
         self.shadow_seconds = Counter(
             "ticketsort_shadow_inference_seconds",
-            "Time the shadow model spent scoring (on the inference thread).",
+            "Time the shadow model spent scoring (on the inference workers).",
             registry=r,
         )
         self.shadow_cpu_share = Gauge(

@@ -2,7 +2,7 @@
 
 ``<store>/shadow`` (a symlink like ``current``; ``python -m training promote --shadow V``)
 is loaded and validated like the served model and hot-reloaded by the same watcher.
-After the served model has scored a batch, on the same inference thread, the shadow
+After the served model has scored a batch, on the same inference worker, the shadow
 scores the share ``shadow.share`` of its tickets (picked by ticket id, so a replay picks
 the same ones) and routes them as it would, with its own thresholds. Each becomes a
 ``ticket.shadow`` event on ``tickets.shadow`` with both answers; nothing a routing

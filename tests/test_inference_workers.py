@@ -170,3 +170,28 @@ def test_the_bench_runs_the_served_model_on_the_served_workers(predictor: Predic
         )
     assert row["workers"] == 2 and row["tickets"] == 20 and row["batch_ms"] > 0
     assert calls[-3:] == [8, 8, 4]  # one timed pass, every ticket, in batches of 8
+
+
+def test_a_worker_that_cannot_start_is_an_error_not_a_hang(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from consumer import inference
+
+    def broken(threads: int | None) -> int:
+        raise RuntimeError("no threads for you")
+
+    monkeypatch.setattr(inference, "pin_threads", broken)
+    raised: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            InferenceWorker(lambda b: b, 2, workers=2, threads=1)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the service thread waited for ever"
+    assert len(raised) == 1 and isinstance(raised[0], InferenceFailed)
+    assert "no threads for you" in str(raised[0])
