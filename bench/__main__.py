@@ -173,11 +173,11 @@ def speed(settings: Settings, model_dir: Path, quick: bool) -> dict[str, Any]:
         print("shadow cost", out["shadow_cost"], flush=True)
     auto_key = f"auto ({auto.spec}{workers})@{batch}"
     row(auto_key, auto, batch, streams)
-    fp32_model = settings.model.model_copy(update={"precision": "fp32"})
-    fp32_predictor = Predictor(load_model(model_dir), fp32_model)
-    if workers:  # fp32 served the same way: what the workers alone are worth
-        row(f"fp32{workers}@{batch}", fp32_predictor, batch, streams)
     if not is_gpu and (auto.spec != "fp32" or workers):
+        fp32_model = settings.model.model_copy(update={"precision": "fp32"})
+        fp32_predictor = Predictor(load_model(model_dir), fp32_model)
+        if workers:  # fp32 served the same way: what the workers alone are worth
+            row(f"fp32{workers}@{batch}", fp32_predictor, batch, streams)
         # The headline ratio, fp32 eager (one batch at a time) and the served path measured
         # in turn (model_only.interleaved).
         served_name = f"{auto.spec}{workers}"

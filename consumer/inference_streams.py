@@ -20,11 +20,8 @@ import numpy as np
 import torch
 
 from consumer.inference import InferenceWorker
-from consumer.logs import get_logger
 from consumer.precision import interleaved_speeds
 from consumer.predictor import Outputs, Predictor
-
-log = get_logger(__name__)
 
 ROUNDS = 3
 BUDGET_S = 1.5  # more rounds while the timed ones took less (a fast machine)
@@ -62,12 +59,11 @@ def split(threads: int, workers: int) -> int | None:
 
 def sample_rows(predictor: Predictor, rows: int) -> list[list[int]]:
     """A batch of ``rows`` random token rows, half at the warm-up's mean length, half long."""
-    record = predictor.record
-    lengths = record.warm_up_lengths(predictor.max_length) if record else (32,)
-    vocab = int(getattr(predictor.tokenizer, "vocab_size", 30000))
+    lengths = predictor.warm_up_lengths()
+    high = max(predictor.vocab_size, 1001)
     generator = np.random.default_rng(0)
     return [
-        generator.integers(1000, max(vocab, 1001), lengths[i * len(lengths) // rows]).tolist()
+        generator.integers(1000, high, lengths[i * len(lengths) // rows]).tolist()
         for i in range(rows)
     ]
 

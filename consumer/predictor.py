@@ -239,14 +239,24 @@ class Predictor:
 
         log.info("serving_path_chosen", **self.describe())
 
-    def _warm_up(self, networks: dict[str, nn.Module]) -> dict[str, float]:
+    @property
+    def vocab_size(self) -> int:
+        """The tokenizer's vocabulary: the range a speed measurement's random ids come from."""
+        return int(getattr(self.tokenizer, "vocab_size", 30000))
+
+    def warm_up_lengths(self) -> tuple[int, ...]:
+        """The token lengths a speed measurement runs (``Record.warm_up_lengths``; a folder
+        without a record: the default record's)."""
         record = self.record or serving_paths.Record(candidates=())
+        return record.warm_up_lengths(self.max_length)
+
+    def _warm_up(self, networks: dict[str, nn.Module]) -> dict[str, float]:
         return warm_up_speeds(
             {name: (network, name) for name, network in networks.items()},
             device=self.device,
             batch=self.chunk_size,
-            lengths=record.warm_up_lengths(self.max_length),
-            vocab=int(getattr(self.tokenizer, "vocab_size", 30000)),
+            lengths=self.warm_up_lengths(),
+            vocab=self.vocab_size,
         )
 
     def set_novelty(self, scorer: NoveltyScorer | None) -> None:

@@ -101,7 +101,7 @@ def evaluate_candidates(
                 device=device,
                 batch=any_one.chunk_size,
                 lengths=serving_paths.warm_up_lengths(mean_tokens, long_tokens, max_length),
-                vocab=int(getattr(any_one.tokenizer, "vocab_size", 30000)),
+                vocab=any_one.vocab_size,
             )
         )
         measured_on[device] = any_one.hardware.signature()
