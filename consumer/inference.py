@@ -68,6 +68,7 @@ class InferenceWorker(Generic[Batch, Result]):
     ) -> None:
         self.finish = finish
         self.workers = max(1, workers)
+        self.threads = threads  # torch threads asked for each worker (None: the caller's)
         self.depth = max(self.workers, depth)
         self._jobs: queue.Queue[_Job[Batch] | None] = queue.Queue()
         self._done: dict[int, tuple[int, Result]] = {}  # sequence -> (generation, result)

@@ -202,19 +202,39 @@ class ClassifierService:
             code = self._shutdown(code)
         return int(code)
 
-    def _start_workers(self) -> InferenceWorker[PreparedBatch, BatchResult]:
+    def _choose_streams(self) -> inference_streams.Streams:
         batching = self.settings.batching
         streams = inference_streams.choose(
             self.predictor, batching.inference_workers, batching.max_batch
         )
         self.metrics.inference_workers.set(streams.workers)
-        log.info("inference_workers_chosen", **streams.to_dict())
+        log.info(
+            "inference_workers_chosen", model_version=self.predictor.version, **streams.to_dict()
+        )
+        return streams
+
+    def _start_workers(
+        self, streams: inference_streams.Streams | None = None
+    ) -> InferenceWorker[PreparedBatch, BatchResult]:
+        streams = streams or self._choose_streams()
         # pipeline_depth batches per worker: one that finishes ahead of an older batch
         # starts the next instead of idling until the older one is published.
-        depth = batching.pipeline_depth * streams.workers
+        depth = self.settings.batching.pipeline_depth * streams.workers
         return InferenceWorker(
             self.step.finish, depth, workers=streams.workers, threads=streams.threads
         )
+
+    def _rechoose_workers(self) -> None:
+        """A swapped-in model may run best on another worker count (another precision, size
+        or head): time it again, with the pipeline empty, and restart the pool if it moved."""
+        if self.worker is None:
+            return
+        streams = self._choose_streams()
+        if (streams.workers, streams.threads) == (self.worker.workers, self.worker.threads):
+            return
+        old, self.worker = self.worker, None
+        old.stop()
+        self.worker = self._start_workers(streams)
 
     def _turn_inline(self) -> None:
         batching = self.settings.batching
@@ -375,6 +395,7 @@ class ClassifierService:
             return
         old = self.predictor.version
         self.step.use_model(fresh)  # between batches: no batch is split across two models
+        self._rechoose_workers()
         self._set_model_metrics(fresh)
         self.metrics.model_reloads.labels(result="success").inc()
         log.info("model_swapped", old_version=old, new_version=fresh.version)

@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError
 
+from consumer import inference_streams
 from consumer.batch_step import BatchStep
 from consumer.errors import ExitCode
 from consumer.events import RawTicket
+from consumer.inference_streams import Streams
 from consumer.kafka import KafkaFatal
 from consumer.model_store import load_model
 from consumer.predictor import Predictor
@@ -249,6 +251,33 @@ def test_a_fresh_model_is_swapped_in_while_the_workers_are_busy(
         service._maybe_swap_model()
         assert service.step.predictor is fresh
         assert service.worker.pending == 0 and service.totals["consumed"] == 3
+    finally:
+        service.worker.stop()
+
+
+def test_a_swapped_in_model_gets_its_own_worker_count(
+    settings: Settings, predictor: Predictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker count is timed on the served model: a fresh model (another precision or
+    size) is timed again at the swap and the pool restarted when its best count differs."""
+    fresh = Predictor(predictor.model)
+    chosen = {id(predictor): Streams(2, 1, "measured"), id(fresh): Streams(1, None, "measured")}
+    monkeypatch.setattr(inference_streams, "choose", lambda p, configured, batch: chosen[id(p)])
+    service = ClassifierService(
+        settings, predictor, consumer=FakeConsumer(), producer=FakeProducer()
+    )  # type: ignore[arg-type]
+    service.watcher = _ReadyWatcher(fresh)  # type: ignore[assignment]
+    service.worker = first = service._start_workers()
+    try:
+        assert first.workers == 2
+        service._maybe_swap_model()
+        assert service.step.predictor is fresh
+        assert service.worker is not first and service.worker.workers == 1
+        assert all(not t.is_alive() for t in first._threads)
+        assert "ticketsort_inference_workers 1.0" in service.metrics.render().decode()
+        service.worker.submit(service.step.prepare([record(0, 0, _ticket(0))]), 0)
+        [(_, result)] = service.worker.take_all()
+        assert [o.route for o in result.primaries] in (["classified"], ["review"])
     finally:
         service.worker.stop()
 
