@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from consumer.settings import Settings
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -106,17 +107,8 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[Any]:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # stale elements while the page re-renders
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate} ({last})")
+    """``wait_until`` for a page: an element gone stale while it re-renders is a not yet."""
+    return wait_until(predicate, timeout, what, interval=0.05, tolerate=(Exception,))
 
 
 def screenshot(driver: Any, name: str) -> Path:

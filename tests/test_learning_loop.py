@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,17 +21,9 @@ from consumer.settings import Settings
 from producer_tools.__main__ import run_cli
 from producer_tools.review_session import parse_decision
 from tests.kafka_helpers import committed_offsets, end_offsets, produce_values, read_topic
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 120.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def tickets(prefix: str, n: int) -> list[tuple[str, bytes]]:
@@ -79,7 +70,7 @@ def test_review_in_the_terminal_then_a_broken_version_is_refused(
     try:
         # 1. Tickets go to review.
         produce_values(cfg.kafka, cfg.topics.raw, tickets("loop", 6))
-        assert wait_until(lambda: service.totals["review"] >= 6)
+        wait_until(lambda: service.totals["review"] >= 6, 120)
 
         # 2. A scripted reviewer answers them: accept, pick another, skip (comes back), accept...
         decisions = tmp_path / "decisions.txt"
@@ -142,9 +133,9 @@ def test_review_in_the_terminal_then_a_broken_version_is_refused(
         def refusals() -> float:
             return registry.get_sample_value("ticketsort_model_reloads_total", failure) or 0.0
 
-        assert wait_until(lambda: refusals() >= 1, 60)
+        wait_until(lambda: refusals() >= 1, 60)
         produce_values(cfg.kafka, cfg.topics.raw, tickets("late", 2))
-        assert wait_until(lambda: service.totals["consumed"] >= 8)
+        wait_until(lambda: service.totals["consumed"] >= 8, 120)
         assert service.predictor.version == first_version
     finally:
         service.stop_event.set()

@@ -22,7 +22,8 @@ from consumer.settings import Settings
 from producer_tools.commands.quickstart import seed_archive
 from tests.browser import ReviewPage, chromium, screenshot, serve_review_page, wait_for
 from tests.kafka_helpers import committed_offsets, end_offsets, produce_values, read_topic
-from tests.test_learning_loop import tickets, wait_until
+from tests.test_learning_loop import tickets
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
@@ -46,8 +47,8 @@ def test_review_in_the_browser_then_train_promote_hot_reload(
     try:
         # 1. Tickets go through the consumer to review.
         produce_values(cfg.kafka, cfg.topics.raw, tickets("loop", 6))
-        assert wait_until(lambda: service.totals["review"] >= 6)
-        assert wait_until(lambda: getattr(service, "health", None) is not None)
+        wait_until(lambda: service.totals["review"] >= 6, 120)
+        wait_until(lambda: getattr(service, "health", None) is not None, 120)
         metrics_url = f"http://127.0.0.1:{service.health.port}/metrics"
         web = cfg.model_copy(
             update={"review": cfg.review.model_copy(update={"metrics_url": metrics_url})}
@@ -123,9 +124,9 @@ def test_review_in_the_browser_then_train_promote_hot_reload(
         assert kept == {i: by_reviewer[i] for i in kept}
 
         # 4. The running consumer swaps to it; later tickets carry the new version.
-        assert wait_until(lambda: service.predictor.version == result.version, 120)
+        wait_until(lambda: service.predictor.version == result.version, 120)
         produce_values(cfg.kafka, cfg.topics.raw, tickets("after", 4))
-        assert wait_until(lambda: service.totals["consumed"] >= 10)
+        wait_until(lambda: service.totals["consumed"] >= 10, 120)
         versions = {}
         for _, value, _ in read_topic(cfg.kafka, cfg.topics.review, idle=1.0):
             event = ReviewRequest.model_validate_json(value or b"")

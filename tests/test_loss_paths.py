@@ -15,7 +15,7 @@ import string
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,7 @@ from consumer.service import ClassifierService
 from consumer.settings import Settings
 from producer_tools.synthetic import generate_tickets
 from tests.kafka_helpers import committed_offsets, end_offsets, read_topic
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -151,15 +152,6 @@ def wait_for_retry_rounds(service: ClassifierService, topic: str, rounds: int = 
     for _ in range(rounds):
         seen = failures(service, topic)
         wait_until(lambda s=seen: failures(service, topic) > s, 120, "another failed retry")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 90.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
 def output_ids(settings: Settings) -> Counter[str]:

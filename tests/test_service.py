@@ -29,6 +29,7 @@ from tests.kafka_helpers import (
     read_topic,
     service_env,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -93,15 +94,6 @@ def run_in_thread(service: ClassifierService) -> threading.Thread:
     return thread
 
 
-def wait_until(predicate: object, timeout: float = 90.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_every_input_ends_in_exactly_one_output(
     settings: Settings, trained_model_dir: Path
 ) -> None:
@@ -120,10 +112,10 @@ def test_every_input_ends_in_exactly_one_output(
 
     service = ClassifierService(cfg, Predictor(load_model(trained_model_dir)))
     thread = run_in_thread(service)
-    assert wait_until(lambda: service.health is not None)
+    wait_until(lambda: service.health is not None)
     assert service.health is not None
     port = service.health.port
-    assert wait_until(lambda: service.totals["consumed"] >= len(values), 120)
+    wait_until(lambda: service.totals["consumed"] >= len(values), 120)
     ready = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz").read())
     metrics_text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     service.stop_event.set()
@@ -204,10 +196,10 @@ def test_second_consumer_takes_over_partitions_without_loss(
     produce_values(cfg.kafka, cfg.topics.raw, [(k, v) for k, v, _ in good[:200]])
     first = ClassifierService(cfg, Predictor(load_model(trained_model_dir)))
     t1 = run_in_thread(first)
-    assert wait_until(lambda: first.totals["consumed"] > 0, 120)
+    wait_until(lambda: first.totals["consumed"] > 0, 120)
     second = ClassifierService(cfg, Predictor(load_model(trained_model_dir)))
     t2 = run_in_thread(second)
-    assert wait_until(lambda: len(second.assigned) > 0, 120), "the second member got partitions"
+    wait_until(lambda: len(second.assigned) > 0, 120, "the second member to get partitions")
     produce_values(cfg.kafka, cfg.topics.raw, [(k, v) for k, v, _ in good[200:]])
     got = outputs_by_topic(cfg, len(good))
     for svc in (first, second):

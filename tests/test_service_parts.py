@@ -27,6 +27,7 @@ from consumer.service import ClassifierService, transactional_id
 from consumer.settings import Settings
 from tests.chaos.models import write_untrained_model
 from tests.fakes import FakeConsumer, FakeProducer, FakeTransactionalProducer, record
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -48,22 +49,13 @@ def _run(service: ClassifierService) -> tuple[threading.Thread, list[int]]:
     return thread, codes
 
 
-def _wait(predicate: object, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def test_a_fatal_consumer_error_ends_the_service_with_exit_5(
     settings: Settings, predictor: Predictor
 ) -> None:
     consumer = FakeConsumer()
     service = ClassifierService(settings, predictor, consumer=consumer, producer=FakeProducer())  # type: ignore[arg-type]
     thread, codes = _run(service)
-    _wait(lambda: "on_assign" in consumer.callbacks)
+    wait_until(lambda: "on_assign" in consumer.callbacks)
     consumer.assign_now((settings.topics.raw, 0))
     consumer.pending_errors.append(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
     thread.join(30)
@@ -78,7 +70,7 @@ def test_a_fatal_error_while_closing_is_exit_5_not_1(
     consumer.close_error = KafkaFatal("consumer close: fatal")  # what the wrapper raises
     service = ClassifierService(settings, predictor, consumer=consumer, producer=FakeProducer())  # type: ignore[arg-type]
     thread, codes = _run(service)
-    _wait(lambda: "on_assign" in consumer.callbacks)
+    wait_until(lambda: "on_assign" in consumer.callbacks)
     service.stop_event.set()
     thread.join(30)
     assert codes == [ExitCode.KAFKA_FATAL]
@@ -114,12 +106,12 @@ def test_an_aborted_and_replayed_batch_is_counted_once(
     records = [record(0, i, _ticket(i), topic=raw) for i in range(4)]
     records.append(record(0, 4, b"{not json", topic=raw))
     thread, codes = _run(service)
-    _wait(lambda: "on_assign" in consumer.callbacks)
+    wait_until(lambda: "on_assign" in consumer.callbacks)
     consumer.assign_now((raw, 0))
     consumer.add(*records)
-    _wait(lambda: consumer.seeks, 30)  # aborted once and rewound...
+    wait_until(lambda: consumer.seeks, 30)  # aborted once and rewound...
     consumer.add(*records)  # ...so the broker hands the batch over again
-    _wait(lambda: service.totals["consumed"] >= 5, 30)
+    wait_until(lambda: service.totals["consumed"] >= 5, 30)
     time.sleep(0.5)
     service.stop_event.set()
     thread.join(30)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,21 +32,13 @@ from producer_tools.review_session import Decision, ReviewSession
 from tests.chaos.models import write_untrained_model
 from tests.kafka_helpers import produce_values, read_topic
 from tests.test_shadow import BODIES, SWAP, swapped_copy
+from tests.waiting import wait_until
 from training.cli import main as training_main
 from training.online_eval import compare, read_window
 
 pytestmark = [pytest.mark.integration]
 
 N = 60
-
-
-def _wait(predicate: object, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def _configured(settings: Settings, store: Path) -> Settings:
@@ -82,7 +73,7 @@ def test_shadow_scores_its_share_audits_reach_review_and_reviews_give_online_acc
     expected_shadow = {t for t in ids if picked(t, 0.5, SHADOW_SALT)}
     expected_audit = {t for t in ids if picked(t, 0.25, AUDIT_SALT)}
     try:
-        _wait(lambda: service.totals["consumed"] >= N and service.settled())
+        wait_until(lambda: service.totals["consumed"] >= N and service.settled())
     finally:
         service.stop_event.set()
         thread.join(60)
