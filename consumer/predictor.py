@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from consumer import chunking
 from consumer import precision as serving_paths
 from consumer.logs import get_logger
 from consumer.model_store import LoadedModel
@@ -201,6 +202,9 @@ class Predictor:
         torch.set_flush_denormal(True)
         self.max_length = min(settings.max_length, model.max_length)
         self.chunk_size = chunk_size or (256 if self.device == "cuda" else 16)
+        self.chunk_overhead_tokens = (
+            chunking.GPU_OVERHEAD_TOKENS if self.device == "cuda" else chunking.CPU_OVERHEAD_TOKENS
+        )
         self.tokenizer = model.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.hardware = serving_paths.detect_hardware(self.device)
@@ -335,10 +339,9 @@ class Predictor:
     def _chunks(
         self, token_ids: list[list[int]]
     ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
-        """Chunks of similar length (little padding): input positions, ids, mask."""
-        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-        for start in range(0, len(order), self.chunk_size):
-            idx = order[start : start + self.chunk_size]
+        """Chunks of similar length (``chunking.length_chunks``): input positions, ids, mask."""
+        lengths = [len(row) for row in token_ids]
+        for idx in chunking.length_chunks(lengths, self.chunk_size, self.chunk_overhead_tokens):
             ids, mask = self._padded([token_ids[i] for i in idx])
             yield idx, ids, mask
 
