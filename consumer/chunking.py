@@ -17,21 +17,31 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# A forward pass's fixed cost, in padded tokens. Measured on the 2-core Xeon, batches of the
-# bench's mixed tickets, speed relative to fixed chunks of 16 (taken in turn):
-#   overhead           16    32    64   128   256
-#   bf16 1 thread, 32  0.87  1.02  1.08  1.09  1.07
-#   bf16 1 thread, 10  1.04  1.17  1.27  1.30  1.20
-#   fp32 2 threads, 32 1.10  1.17  1.21  1.20  1.12
-#   fp32 2 threads, 10 1.12  1.22  1.29  1.28  1.15
-#   int8 2 threads, 32 1.03  1.13  1.23  1.25  1.06
-#   bf16 2 threads, 32 0.73  0.84  0.92  0.97  1.03
-# 128 is near the best of every row (and within 3% of fixed chunks in the worst); 0 would
-# cut a chunk per distinct length. A GPU's chunks use ``GPU_OVERHEAD_TOKENS``: there a
-# forward's fixed cost (kernel launches) is worth thousands of tokens, so a batch stays whole
-# unless the padding it saves is larger still.
-CPU_OVERHEAD_TOKENS = 128
+# A forward pass's fixed cost, in padded tokens, per torch thread of the calling thread (its
+# threads meet at the end of every operation, and each of them has fewer tokens to do).
+# Measured on the 2-core Xeon, batches of the bench's mixed tickets, speed relative to
+# fixed chunks of 16 (taken in turn; two runs of the bf16 two-thread row):
+#   overhead tokens        16    32    64   128   256
+#   bf16 1 thread, 32     0.87  1.02  1.08  1.09  1.07
+#   bf16 1 thread, 10     1.04  1.17  1.27  1.30  1.20
+#   fp32 2 threads, 32    1.10  1.17  1.21  1.20  1.12
+#   fp32 2 threads, 10    1.12  1.22  1.29  1.28  1.15
+#   int8 2 threads, 32    1.03  1.13  1.23  1.25  1.06
+#   bf16 2 threads, 32    0.73  0.84  0.92  0.97  1.03
+#                         0.76  0.87  0.93  0.83  1.04
+# 128 per thread is at or above fixed chunks in every row, and near the best with one
+# thread (what each inference worker runs with here). A GPU's chunks use
+# ``GPU_OVERHEAD_TOKENS``: there a forward's fixed cost (kernel launches) is worth thousands
+# of tokens, so a batch stays whole unless the padding it saves is larger still.
+CPU_OVERHEAD_TOKENS_PER_THREAD = 128
 GPU_OVERHEAD_TOKENS = 4096
+
+
+def overhead_tokens(device: str, threads: int) -> float:
+    """A forward's fixed cost in padded tokens on ``device`` with ``threads`` torch threads."""
+    if device == "cuda":
+        return GPU_OVERHEAD_TOKENS
+    return CPU_OVERHEAD_TOKENS_PER_THREAD * max(1, threads)
 
 
 def length_chunks(lengths: Sequence[int], max_rows: int, overhead_tokens: float) -> list[list[int]]:

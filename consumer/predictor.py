@@ -202,9 +202,6 @@ class Predictor:
         torch.set_flush_denormal(True)
         self.max_length = min(settings.max_length, model.max_length)
         self.chunk_size = chunk_size or (256 if self.device == "cuda" else 16)
-        self.chunk_overhead_tokens = (
-            chunking.GPU_OVERHEAD_TOKENS if self.device == "cuda" else chunking.CPU_OVERHEAD_TOKENS
-        )
         self.tokenizer = model.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.hardware = serving_paths.detect_hardware(self.device)
@@ -341,7 +338,9 @@ class Predictor:
     ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
         """Chunks of similar length (``chunking.length_chunks``): input positions, ids, mask."""
         lengths = [len(row) for row in token_ids]
-        for idx in chunking.length_chunks(lengths, self.chunk_size, self.chunk_overhead_tokens):
+        # the calling thread's count: an inference worker's own share of the cores
+        overhead = chunking.overhead_tokens(self.device, torch.get_num_threads())
+        for idx in chunking.length_chunks(lengths, self.chunk_size, overhead):
             ids, mask = self._padded([token_ids[i] for i in idx])
             yield idx, ids, mask
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from consumer.chunking import length_chunks
+from consumer.chunking import length_chunks, overhead_tokens
 from consumer.model_store import load_model
 from consumer.predictor import Predictor
 from consumer.settings import ModelSettings
@@ -80,3 +80,12 @@ def test_the_predictor_runs_short_questions_apart_from_a_long_email(tmp_path: Pa
     alone = [predictor.probabilities_from_ids([row])[0] for row in rows]
     together = predictor.probabilities_from_ids(rows)
     assert np.allclose(together, np.stack(alone), atol=1e-5)
+
+
+def test_the_fixed_cost_grows_with_the_threads_and_a_gpu_keeps_a_batch_whole() -> None:
+    """Two threads meet at every operation: a chunk is dearer than on one, so fewer cuts."""
+    lengths = [8] * 10 + [30] * 6  # one chunk: 480 padded tokens; two: 80 + 180
+    one, two = (length_chunks(lengths, 16, overhead_tokens("cpu", t)) for t in (1, 2))
+    assert overhead_tokens("cpu", 2) == 2 * overhead_tokens("cpu", 1)
+    assert len(one) > len(two)
+    assert len(length_chunks(lengths * 8, 256, overhead_tokens("cuda", 1))) == 1
