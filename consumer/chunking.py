@@ -44,9 +44,9 @@ def overhead_tokens(device: str, threads: int) -> float:
     return CPU_OVERHEAD_TOKENS_PER_THREAD * max(1, threads)
 
 
-def length_chunks(lengths: Sequence[int], max_rows: int, overhead_tokens: float) -> list[list[int]]:
+def length_chunks(lengths: Sequence[int], max_rows: int, chunk_cost: float) -> list[list[int]]:
     """Positions into ``lengths`` grouped into chunks of at most ``max_rows``, shortest first,
-    minimising the padded tokens plus ``overhead_tokens`` per chunk."""
+    minimising the padded tokens plus ``chunk_cost`` (tokens) per chunk."""
     n = len(lengths)
     if n == 0:
         return []
@@ -59,7 +59,7 @@ def length_chunks(lengths: Sequence[int], max_rows: int, overhead_tokens: float)
     for end in range(1, n + 1):
         starts = np.arange(max(0, end - cap), end)
         # a chunk of rows [start, end) pads to its last (longest) row
-        costs = best[starts] + (end - starts) * ls[end - 1] + overhead_tokens
+        costs = best[starts] + (end - starts) * ls[end - 1] + chunk_cost
         pick = int(np.argmin(costs))
         best[end], cut[end] = costs[pick], starts[pick]
     bounds: list[tuple[int, int]] = []

@@ -31,6 +31,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,6 +175,7 @@ def test_broker_sigterm_and_sigkill_mid_stream(
         for sig in outages:
             time.sleep(rng.uniform(0.5, 2.0))
             before = [p.batches() for p in pipelines]
+            stalls = [p.events("partitions_not_fetching") for p in pipelines]
             t0 = time.monotonic()
             pid = private_broker.kill(sig)
             assert pid is not None
@@ -181,12 +183,12 @@ def test_broker_sigterm_and_sigkill_mid_stream(
             time.sleep(rng.uniform(0.5, 2.0))  # the clients notice the outage
             private_broker.start_again()
             downtime.append(round(time.monotonic() - t0, 1))
-            for p, count in zip(pipelines, before, strict=True):
+            for p, count, stalled in zip(pipelines, before, stalls, strict=True):
                 if p.processing in hanging:
                     continue
                 # Back at work after the broker returned, nobody touching it (except the
                 # supervisor's restart after exit code 5).
-                back = p.wait_progress(count, 120)
+                back = _back_at_work(private_broker, p, count, stalled, 120)
                 if not back and _left_hanging(private_broker, p, hanging):
                     continue
                 assert back, (
@@ -260,6 +262,26 @@ def test_broker_sigterm_and_sigkill_mid_stream(
 FETCH_STALL_S = 10.0
 
 
+def _back_at_work(
+    broker: PrivateBroker, p: Pipeline, before: int, stalled: int, timeout: float
+) -> bool:
+    """A batch after ``before`` within ``timeout``; False at once when the broker left one of
+    ``p``'s transactions hanging and the consumer has reported the stall since the outage
+    (``stalled`` reports before it): it cannot come back, and waiting the whole ``timeout``
+    for it cost two minutes of CI."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.wait_progress(before, 2.0):
+            return True
+        if (
+            p.processing == "exactly-once"
+            and p.events("partitions_not_fetching") > stalled
+            and broker.skipped_markers(p.transactional_id)
+        ):
+            return False
+    return False
+
+
 def _left_hanging(
     broker: PrivateBroker, p: Pipeline, hanging: dict[str, str], *, reported: bool = True
 ) -> bool:
@@ -280,3 +302,36 @@ def _left_hanging(
     print(f"\n[chaos] {p.processing}: the broker left a transaction hanging: {lines[0]}")
     hanging[p.processing] = lines[0].split("] ", 1)[-1][:300]
     return True
+
+
+class _StuckPipeline:
+    """A pipeline making no progress, with ``reports`` stall reports so far."""
+
+    processing = "exactly-once"
+    transactional_id = "t-txn"
+
+    def __init__(self, reports: int) -> None:
+        self.reports = reports
+
+    def wait_progress(self, before: int, timeout: float) -> bool:
+        time.sleep(timeout)  # no batch comes
+        return False
+
+    def events(self, name: str) -> int:
+        return self.reports if name == "partitions_not_fetching" else 0
+
+
+class _MarkersSkipped:
+    def skipped_markers(self, transactional_id: str) -> list[str]:
+        return [f"skipped markers of {transactional_id}"]
+
+
+def test_a_hanging_transaction_ends_the_wait_once_the_consumer_reported_it() -> None:
+    broker: Any = _MarkersSkipped()
+    started = time.monotonic()
+    assert not _back_at_work(broker, _StuckPipeline(reports=1), 0, 0, 60)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 5
+    # Without a stall report since the outage the wait goes on: it may still come back.
+    started = time.monotonic()
+    assert not _back_at_work(broker, _StuckPipeline(reports=1), 0, 1, 1.0)  # type: ignore[arg-type]
+    assert time.monotonic() - started >= 1.0
