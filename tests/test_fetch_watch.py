@@ -28,6 +28,7 @@ from consumer.service import ClassifierService
 from consumer.settings import Settings
 from producer_tools.synthetic import generate_tickets
 from tests.kafka_helpers import produce_values
+from tests.waiting import wait_until
 
 A, B = ("raw", 0), ("raw", 1)
 
@@ -124,20 +125,14 @@ def test_offsets_held_by_an_open_transaction_are_reported_then_consumed(
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while service.metrics.not_fetching._value.get() == 0 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: service.metrics.not_fetching._value.get(), 30, "a stall report")
         waiting = service.metrics.not_fetching._value.get()
         assert waiting >= 1, "the service said its partitions are not fetching"
         assert service.totals["consumed"] == 0
         held.abort_transaction(30)  # what an operator's `kafka-transactions.sh abort` does
-        deadline = time.monotonic() + 30
-        while service.totals["consumed"] < len(tickets) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: service.totals["consumed"] >= len(tickets), 30, "every ticket")
         assert service.totals["consumed"] == len(tickets)
-        deadline = time.monotonic() + 15
-        while service.metrics.not_fetching._value.get() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: not service.metrics.not_fetching._value.get(), 15, "the all-clear")
         assert service.metrics.not_fetching._value.get() == 0
     finally:
         service.stop_event.set()

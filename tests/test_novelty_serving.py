@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from consumer.service import ClassifierService
 from consumer.settings import ModelSettings, Settings
 from producer_tools.synthetic import generate_tickets
 from tests.kafka_helpers import produce_values, read_topic
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -134,9 +134,7 @@ def test_a_far_off_ticket_goes_to_review_as_novel_on_a_real_broker(
     thread.start()
     try:
         produce_values(cfg.kafka, cfg.topics.raw, [(t.id, t.to_bytes()) for t in usual + far])
-        deadline = time.monotonic() + 120
-        while service.totals["consumed"] < len(usual) + len(far) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: service.totals["consumed"] >= len(usual) + len(far), 120, "all")
     finally:
         service.stop_event.set()
         thread.join(60)
