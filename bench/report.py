@@ -171,6 +171,7 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         f" measured maximum), {lat['received']} tickets: p50 {lat['p50_ms']} ms, p95"
         f" {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms (max {lat['max_ms']} ms); load"
         f" {_load(lat)}.",
+        *_warmup_line(lat),
         "",
         "### Targets",
         "",
@@ -204,6 +205,18 @@ def speed_section(speed: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         f" {lat['p99_ms']} ms | {_target(lat['p99_ms'] <= budget)} |"
     )
     return lines
+
+
+def _warmup_line(lat: dict[str, Any]) -> list[str]:
+    """The stream's first seconds, produced and awaited before the measured tickets."""
+    warm = lat.get("warmup")
+    if not warm or not warm.get("received"):
+        return []
+    return [
+        f"Before them, a warm-up of {warm['tickets']} tickets at the same rate (a new producer"
+        " connecting, a new consumer's first fetch, cold kernels), not in these figures: p50"
+        f" {warm['p50_ms']} ms, p99 {warm['p99_ms']} ms (max {warm['max_ms']} ms)."
+    ]
 
 
 SPEED_START = "<!-- bench:speed:start -->"
