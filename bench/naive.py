@@ -46,6 +46,9 @@ def naive_throughput(base: Settings, tickets: list[RawTicket], labels: int) -> d
         }
     )
     producer = RawProducer(conf)
+    # Connected before the clock starts, as the service's producer is (its first flush would
+    # otherwise wait ~0.5 s for the connection and the topic's metadata).
+    producer.list_topics(settings.topics.classified, timeout=10)
     consumer.subscribe([settings.topics.raw])
     done = 0
     started = None

@@ -213,8 +213,8 @@ def _warmup_line(lat: dict[str, Any]) -> list[str]:
     if not warm or not warm.get("received"):
         return []
     return [
-        f"Before them, a warm-up of {warm['tickets']} tickets at the same rate (a new producer"
-        " connecting, a new consumer's first fetch, cold kernels), not in these figures: p50"
+        f"Before them, a warm-up of {warm['tickets']} tickets at the same rate (the service's"
+        " first fetches of a new topic, cold kernels), not in these figures: p50"
         f" {warm['p50_ms']} ms, p99 {warm['p99_ms']} ms (max {warm['max_ms']} ms)."
     ]
 

@@ -171,6 +171,7 @@ class ClassifierService:
             self.shadow_watcher.check_once()
             self._maybe_swap_shadow()
             self.shadow_watcher.start()
+        self._connect_producer()
         self.source.subscribe([settings.topics.raw])
         log.info(
             "service_started",
@@ -201,6 +202,21 @@ class ClassifierService:
         finally:
             code = self._shutdown(code)
         return int(code)
+
+    def _connect_producer(self) -> None:
+        """Connect the producer to the output topics before taking partitions: its first
+        outputs are not held while it connects, and a missing topic is named at start."""
+        topics = self.settings.topics
+        outputs = [topics.classified, topics.review, topics.dead_letter]
+        if self.settings.shadow.enabled:
+            outputs.append(topics.shadow)
+        missing = self.producer.connect(outputs, timeout=10)
+        if missing:
+            log.warning(
+                "output_topics_missing",
+                topics=missing,
+                hint="create them (python -m producer_tools topics); outputs to them wait",
+            )
 
     def _choose_streams(self) -> inference_streams.Streams:
         batching = self.settings.batching

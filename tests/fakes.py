@@ -131,6 +131,11 @@ class FakeProducer:
         self.delivered: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
         self.headers: dict[int, list[tuple[str, bytes]]] = {}
         self.attempts = 0
+        self.connected: list[str] = []  # the topics ``connect`` looked up
+
+    def connect(self, topics: Sequence[str], timeout: float = 10.0) -> list[str]:
+        self.connected.extend(topics)
+        return []
 
     def produce(
         self,

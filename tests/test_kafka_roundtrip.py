@@ -53,3 +53,16 @@ def test_delivery_failure_is_raised_not_swallowed(kafka_settings: KafkaSettings)
     producer.produce(topic, os.urandom(10_000), key="big")  # incompressible
     with pytest.raises(DeliveryFailed, match=topic):
         producer.flush(15)
+
+
+def test_connect_looks_the_topics_up_and_names_the_missing_ones(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topic = f"connect-{uuid.uuid4().hex}"
+    ensure_topics(kafka_settings, [NewTopic(topic, num_partitions=2)])
+    producer = Producer(kafka_settings)
+    missing = f"connect-missing-{uuid.uuid4().hex}"
+    assert producer.connect([topic, missing], timeout=10) == [missing]
+    # What connect learnt, the client knows: the topic's partitions, without a new request.
+    known = producer.client.list_topics(topic, timeout=0.5).topics[topic]
+    assert sorted(known.partitions) == [0, 1]

@@ -63,6 +63,21 @@ def test_a_fatal_consumer_error_ends_the_service_with_exit_5(
     assert consumer.closed
 
 
+def test_the_producer_is_connected_to_the_outputs_before_partitions_are_taken(
+    settings: Settings, predictor: Predictor
+) -> None:
+    consumer, producer = FakeConsumer(), FakeProducer()
+    service = ClassifierService(settings, predictor, consumer=consumer, producer=producer)  # type: ignore[arg-type]
+    thread, codes = _run(service)
+    wait_until(lambda: "on_assign" in consumer.callbacks)
+    topics = settings.topics
+    outputs = [topics.classified, topics.review, topics.dead_letter]
+    assert producer.connected == outputs + ([topics.shadow] if settings.shadow.enabled else [])
+    service.stop_event.set()
+    thread.join(30)
+    assert codes == [ExitCode.OK]
+
+
 def test_a_fatal_error_while_closing_is_exit_5_not_1(
     settings: Settings, predictor: Predictor
 ) -> None:
