@@ -288,7 +288,7 @@ def _read_outputs(
 ) -> None:
     """Read ``p``'s outputs until ``expected`` are all there, or ``timeout``; sooner when the
     broker left one of ``p``'s transactions hanging and the reader has gained nothing for
-    ``READ_IDLE_S``: a read_committed reader cannot read past it, and waiting the whole
+    ``idle_s``: a read_committed reader cannot read past it, and waiting the whole
     ``timeout`` for it cost three minutes of CI."""
     deadline = time.monotonic() + timeout
     seen, gained = 0, time.monotonic()

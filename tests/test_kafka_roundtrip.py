@@ -63,6 +63,6 @@ def test_connect_looks_the_topics_up_and_names_the_missing_ones(
     producer = Producer(kafka_settings)
     missing = f"connect-missing-{uuid.uuid4().hex}"
     assert producer.connect([topic, missing], timeout=10) == [missing]
-    # What connect learnt, the client knows: the topic's partitions, without a new request.
+    # The topic connect found is the one created: both its partitions are there.
     known = producer.client.list_topics(topic, timeout=0.5).topics[topic]
     assert sorted(known.partitions) == [0, 1]
