@@ -231,3 +231,18 @@ def test_warm_up_speeds_time_one_chunk_at_each_length() -> None:
     )
     assert network.seen == {(4, 16), (4, 27)}
     assert speeds["fp32"] > 0
+
+
+def test_a_forced_path_runs_one_forward_at_start_up(tmp_path: Path) -> None:
+    """A forced (or cached) path runs no speed measurement, so the predictor runs it once
+    at each warm-up length before any ticket: the first batch meets warm kernels."""
+    from consumer.model_store import load_model
+    from consumer.predictor import Predictor
+    from consumer.settings import ModelSettings
+    from tests.chaos.models import write_untrained_model
+
+    model = load_model(write_untrained_model(tmp_path / "v-warm"))
+    shapes: list[tuple[int, ...]] = []
+    model.network.register_forward_hook(lambda _m, args, _out: shapes.append(tuple(args[0].shape)))
+    predictor = Predictor(model, ModelSettings(device="cpu", precision="fp32"), chunk_size=4)
+    assert shapes == [(4, n) for n in predictor.warm_up_lengths()]
