@@ -252,17 +252,9 @@ class Predictor:
         if self.spec in warmed:
             self.network = warmed[self.spec]
         else:
-            # A forced or cached choice ran no warm-up in this process: run the chosen path
-            # once now, before it meets tickets.
             self.network = prepare_network(model.network, self.spec)
-            warm_forward(
-                self.network,
-                self.spec,
-                device=self.device,
-                batch=self.chunk_size,
-                lengths=self.warm_up_lengths(),
-                vocab=self.vocab_size,
-            )
+        # A forced or cached choice ran no forward in this process: ``warm`` runs one.
+        self._cold = self.spec not in warmed
         warmed.clear()
         self.novelty: NoveltyScorer | None = None
         self._novelty_scale = 1.0
@@ -291,6 +283,23 @@ class Predictor:
             lengths=self.warm_up_lengths(),
             vocab=self.vocab_size,
         )
+
+    def warm(self) -> None:
+        """Before serving: run the chosen path once at each warm-up length unless a speed
+        measurement in this process already ran it, so that the first real batch does not
+        pay for first-call kernel selection, weight packing and allocator growth (seen as the
+        latency bench's warm-up p99 on a forced or cached path). Training's views skip it."""
+        if not self._cold:
+            return
+        warm_forward(
+            self.network,
+            self.spec,
+            device=self.device,
+            batch=self.chunk_size,
+            lengths=self.warm_up_lengths(),
+            vocab=self.vocab_size,
+        )
+        self._cold = False
 
     def set_novelty(self, scorer: NoveltyScorer | None) -> None:
         """Score novelty with ``scorer`` from now on (training attaches a freshly fitted one)."""

@@ -124,6 +124,7 @@ class ModelWatcher:
             return
         try:
             predictor = Predictor(load_model(target, self.settings.base_model), self.settings)
+            predictor.warm()
             probe(predictor)
         except Exception as exc:  # any failure: refuse the version, keep serving the old one
             self._refused = identity

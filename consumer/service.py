@@ -48,7 +48,9 @@ LAG_INTERVAL_S = 5.0
 def load_predictor(settings: Settings) -> Predictor:
     """Load the configured model or raise ``ModelLoadError`` with what to do."""
     folder = resolve_model_dir(settings.model.store, settings.model.path)
-    return Predictor(load_model(folder, settings.model.base_model), settings.model)
+    predictor = Predictor(load_model(folder, settings.model.base_model), settings.model)
+    predictor.warm()
+    return predictor
 
 
 def transactional_id(settings: Settings) -> str:

@@ -233,9 +233,12 @@ def test_warm_up_speeds_time_one_chunk_at_each_length() -> None:
     assert speeds["fp32"] > 0
 
 
-def test_a_forced_path_runs_one_forward_at_start_up(tmp_path: Path) -> None:
-    """A forced (or cached) path runs no speed measurement, so the predictor runs it once
-    at each warm-up length before any ticket: the first batch meets warm kernels."""
+def test_a_forced_path_runs_one_forward_before_serving_and_training_views_none(
+    tmp_path: Path,
+) -> None:
+    """A forced (or cached) path runs no speed measurement, so ``warm`` (called where the
+    consumer loads or reloads a model) runs it once at each warm-up length before any ticket:
+    the first batch meets warm kernels. Training's many views never pay for it."""
     from consumer.model_store import load_model
     from consumer.predictor import Predictor
     from consumer.settings import ModelSettings
@@ -245,4 +248,8 @@ def test_a_forced_path_runs_one_forward_at_start_up(tmp_path: Path) -> None:
     shapes: list[tuple[int, ...]] = []
     model.network.register_forward_hook(lambda _m, args, _out: shapes.append(tuple(args[0].shape)))
     predictor = Predictor(model, ModelSettings(device="cpu", precision="fp32"), chunk_size=4)
+    assert shapes == [], "building a predictor (as training's views do) runs no forward"
+    predictor.warm()
     assert shapes == [(4, n) for n in predictor.warm_up_lengths()]
+    predictor.warm()
+    assert len(shapes) == len(predictor.warm_up_lengths()), "once"
