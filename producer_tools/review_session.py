@@ -50,6 +50,9 @@ from consumer.settings import Settings
 from producer_tools.delivery import flush_all
 
 DEFAULT_GROUP = "ticketsort-reviewers"
+# The poll loop counts the tickets not yet read (broker round trips) at most this often; the
+# progress a page shows after every answer reads that count and never waits for the client.
+UNREAD_REFRESH_S = 1.0
 # A commit refused while the group rebalances: retried on the poll loop's next turn.
 COMMIT_RETRY_CODES = frozenset(
     {
@@ -169,6 +172,8 @@ class ReviewQueue:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._assigned = threading.Event()
+        self._unread = 0  # tickets not yet read, as the poll loop last counted them
+        self._unread_at = float("-inf")
         self.error: BaseException | None = None
 
     # Life cycle ------------------------------------------------------------------------
@@ -214,6 +219,10 @@ class ReviewQueue:
                     records = self.consumer.consume(max(1, want), self.poll_interval_s)
                 for record in records:
                     self._admit(record)
+                if records or time.monotonic() - self._unread_at >= UNREAD_REFRESH_S:
+                    with self._client_lock:
+                        self._unread = self._count_unread()
+                    self._unread_at = time.monotonic()
                 if self._tracker.committable():
                     self._commit()
         except BaseException as exc:  # surfaced to callers by lease()/answer()
@@ -492,30 +501,41 @@ class ReviewQueue:
             return self._answered_by_holder.get(holder, 0)
 
     def remaining(self) -> int:
-        """Tickets left for this process: buffered, held, and not yet read (0 when unknown)."""
+        """Tickets left for this process: buffered, held, and not yet read (0 when unknown).
+
+        The not-yet-read part is the poll loop's last count (at most ``UNREAD_REFRESH_S``
+        old): taking the client here waited for the poll loop's fetch, up to
+        ``poll_interval_s``, twice for every ticket a reviewer answered in the page.
+        """
         with self._lock:
             local = len(self._pending) + len(self._leases)
+        if self._thread is None:  # not polling: count now
+            with self._client_lock:
+                return local + self._count_unread()
+        return local + self._unread
+
+    def _count_unread(self) -> int:
+        """Records of the assignment not yet read (the client lock held; 0 when unknown)."""
         unread = 0
         try:
-            with self._client_lock:
-                assignment = self.consumer.assignment()
-                positions = self.consumer.position(assignment)
-                unknown = [tp for tp in positions if tp.offset < 0]
-                committed = {
-                    (tp.topic, tp.partition): tp.offset
-                    for tp in (self.consumer.committed(unknown, 5.0) if unknown else [])
-                }
-                deadline = time.monotonic() + 2.0
-                for tp in positions:
-                    low, high = self.consumer.watermarks_until(tp, deadline)
-                    start = tp.offset
-                    if start < 0:  # nothing read from it yet: from the commit, else the start
-                        start = committed.get((tp.topic, tp.partition), -1)
-                        start = start if start >= 0 else low
-                    unread += max(0, high - start)
+            assignment = self.consumer.assignment()
+            positions = self.consumer.position(assignment)
+            unknown = [tp for tp in positions if tp.offset < 0]
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in (self.consumer.committed(unknown, 5.0) if unknown else [])
+            }
+            deadline = time.monotonic() + 2.0
+            for tp in positions:
+                low, high = self.consumer.watermarks_until(tp, deadline)
+                start = tp.offset
+                if start < 0:  # nothing read from it yet: from the commit, else the start
+                    start = committed.get((tp.topic, tp.partition), -1)
+                    start = start if start >= 0 else low
+                unread += max(0, high - start)
         except Exception:
             unread = 0
-        return local + unread
+        return unread
 
 
 class ReviewSession:

@@ -202,3 +202,26 @@ def test_an_answer_does_not_wait_for_the_poll_threads_fetch(settings: Settings) 
         wait_for(committed, 20, "the answer's commit")
     finally:
         queue.close()
+
+
+def test_the_progress_count_does_not_wait_for_the_poll_threads_fetch(settings: Settings) -> None:
+    """``remaining`` (the page's progress, asked after every answer and every next ticket)
+    reads the poll loop's count: it took the client and waited for the poll thread's fetch,
+    up to ``poll_interval_s``, twice a ticket (0.4-0.8 s between tickets in the page)."""
+    produce_values(settings.kafka, settings.topics.review, review_values(5))
+    queue = ReviewQueue(settings, "reviewers-fast-progress", prefetch=2, poll_interval_s=4.0)
+    try:
+        queue.start()
+        lease = queue.lease("tab", "ana", timeout=30)
+        assert lease is not None
+        wait_for(lambda: queue.remaining() == 5, 20, "all five counted")
+        time.sleep(0.5)  # the poll thread is in its next fetch (paused: the buffer is full)
+        started = time.monotonic()
+        left = queue.remaining()
+        took = time.monotonic() - started
+        assert took < 1.0, f"the count waited {took:.1f} s for the poll thread's fetch"
+        assert left == 5
+        assert queue.answer(lease.id, Decision("label", "billing")).ok
+        assert queue.remaining() == 4, "the answered ticket leaves the count at once"
+    finally:
+        queue.close()
