@@ -193,16 +193,6 @@ def warm_up_speeds(
     )
 
 
-def warm_forward(
-    network: nn.Module, spec: str, *, device: str, batch: int, lengths: Sequence[int], vocab: int
-) -> None:
-    """One untimed forward at each warm-up length, so that the first real batch does not
-    pay for first-call kernel selection, weight packing and allocator growth (seen as the
-    latency bench's warm-up p99 on a forced or cached path)."""
-    chunks = _random_chunks(device=device, batch=batch, lengths=lengths, vocab=vocab)
-    _forward(network, spec, chunks, device)()
-
-
 class Predictor:
     def __init__(
         self,
@@ -291,14 +281,13 @@ class Predictor:
         latency bench's warm-up p99 on a forced or cached path). Training's views skip it."""
         if not self._cold:
             return
-        warm_forward(
-            self.network,
-            self.spec,
+        chunks = _random_chunks(
             device=self.device,
             batch=self.chunk_size,
             lengths=self.warm_up_lengths(),
             vocab=self.vocab_size,
         )
+        _forward(self.network, self.spec, chunks, self.device)()
         self._cold = False
 
     def set_novelty(self, scorer: NoveltyScorer | None) -> None:
