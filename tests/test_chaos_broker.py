@@ -29,6 +29,7 @@ import random
 import secrets
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from consumer.settings import KafkaSettings, Settings, TopicSettings
 from tests.chaos.broker import PrivateBroker
 from tests.chaos.figures import SCALE, record_figures, scaled
 from tests.chaos.producing import StreamProducer
-from tests.chaos.reading import OutputReader, committed, tally
+from tests.chaos.reading import OutputReader, Outputs, committed, tally
 from tests.chaos.service import ServiceProcess, chaos_env, kafka_extra
 from tests.chaos.tickets import good_ticket
 from tests.chaos.zygote import Zygote
@@ -146,6 +147,7 @@ def test_broker_sigterm_and_sigkill_mid_stream(
     print(f"\n[chaos] broker at {private_broker.address}: {n} tickets per mode, CHAOS_SEED={seed}")
     pipelines: list[Pipeline] = []
     hanging: dict[str, str] = {}  # processing -> the broker's log line (see the docstring)
+    duplicated: dict[str, str] = {}  # the same, for duplicates (``_duplicated_by_skipped_markers``)
     for processing in ("at-least-once", "exactly-once"):
         settings = _settings(kafka, f"b{processing[:1]}-{unique}")
         env = chaos_env(
@@ -236,8 +238,11 @@ def test_broker_sigterm_and_sigkill_mid_stream(
             assert fig.lost == 0, "records lost across broker restarts"
             if not exactly_once:
                 assert restarts == 0, "the at-least-once consumer recovers in place"
-            if exactly_once:
-                assert fig.duplicated == 0, "exactly-once duplicated across broker restarts"
+            if exactly_once and fig.duplicated:
+                explained = _duplicated_by_skipped_markers(private_broker, p, out)
+                assert explained, "exactly-once duplicated across broker restarts"
+                print(f"\n[chaos] {p.processing}: duplicates from skipped markers: {explained}")
+                duplicated[p.processing] = explained
             ends: dict[int, int] = {}
             for x in landed:
                 ends[x.partition] = max(ends.get(x.partition, 0), x.offset + 1)
@@ -253,6 +258,8 @@ def test_broker_sigterm_and_sigkill_mid_stream(
     ]
     if hanging:
         pytest.xfail(f"the broker left a transaction hanging (Kafka's defect): {hanging}")
+    if duplicated:
+        pytest.xfail(f"the broker skipped an abort's markers (Kafka's defect): {duplicated}")
 
 
 FETCH_STALL_S = 10.0
@@ -305,6 +312,26 @@ def _read_outputs(
         ):
             return
         p.wait_progress(p.batches(), 1.0)  # restarts it after an exit 5
+
+
+def _duplicated_by_skipped_markers(broker: PrivateBroker, p: Pipeline, out: Outputs) -> str | None:
+    """The broker's skipped-markers line when every duplicated output has a copy on a
+    partition that line names; else None (the duplicate is the consumer's: the test fails).
+
+    The restarted process's init_transactions aborts its predecessor's open transaction. When
+    the broker skips that abort's markers on a partition (the defect in the module docstring),
+    the aborted outputs stay open there, and the same producer id's next transaction on that
+    partition commits them with its own: Kafka's ``ProducerAppendInfo.appendDataBatch`` adds a
+    higher-epoch batch to the transaction still open instead of starting one. A read_committed
+    reader then sees the aborted outputs and the copies made when their input was read again.
+    """
+    named = broker.skipped_partitions(p.transactional_id)
+    repeated = [key for key, count in out.keys().items() if count > 1]
+    if not named or not repeated:
+        return None
+    if not all(named.intersection(out.places.get(key, [])) for key in repeated):
+        return None
+    return broker.skipped_markers(p.transactional_id)[0].split("] ", 1)[-1][:300]
 
 
 def _left_hanging(
@@ -386,3 +413,37 @@ def test_a_hanging_transaction_ends_the_read_once_the_reader_gains_nothing() -> 
     started = time.monotonic()
     _read_outputs(_NoMarkers(), _StuckPipeline(0), _StuckReader(), expected, 2.5, 0.5)  # type: ignore[arg-type]
     assert time.monotonic() - started >= 2.5
+
+
+class _SkippedOn:
+    """A broker whose log names ``partitions`` in one skipped-markers line."""
+
+    def __init__(self, *partitions: str) -> None:
+        self.partitions = set(partitions)
+
+    def skipped_markers(self, transactional_id: str) -> list[str]:
+        if not self.partitions:
+            return []
+        named = ", ".join(sorted(self.partitions))
+        return [f"[t] INFO [M]: Couldn't find leader endpoint for partitions Set({named})"]
+
+    def skipped_partitions(self, transactional_id: str) -> set[str]:
+        return self.partitions
+
+
+def test_exactly_once_duplicates_pass_only_where_the_broker_skipped_that_partitions_markers() -> (
+    None
+):
+    out = Outputs(
+        {"classified": Counter({"a": 2, "b": 1}), "review": Counter({"c": 1})},
+        places={"a": ["t.classified-2", "t.classified-2"], "b": ["t.classified-0"]},
+    )
+    p: Any = _StuckPipeline(0)
+    assert _duplicated_by_skipped_markers(_SkippedOn("t.classified-2"), p, out)  # type: ignore[arg-type]
+    # The same duplicate with markers skipped elsewhere, or none skipped: the consumer's.
+    assert _duplicated_by_skipped_markers(_SkippedOn("t.classified-0"), p, out) is None  # type: ignore[arg-type]
+    assert _duplicated_by_skipped_markers(_SkippedOn(), p, out) is None  # type: ignore[arg-type]
+    # A second duplicate off the named partition is not explained by the line either.
+    out.by_topic["review"]["c"] += 1
+    out.places["c"] = ["t.review-1", "t.review-1"]
+    assert _duplicated_by_skipped_markers(_SkippedOn("t.classified-2"), p, out) is None  # type: ignore[arg-type]

@@ -158,3 +158,8 @@ def test_the_brokers_skipped_markers_line_is_recognised(tmp_path: Path) -> None:
     assert broker.skipped_markers("g-be-7aefa060c7-txn") == [line]
     assert broker.skipped_markers("g-be-7aefa060c7") == []  # another id's prefix
     assert broker.skipped_markers("g-ba-7aefa060c7-txn") == []
+    assert broker.skipped_partitions("g-be-7aefa060c7-txn") == {
+        "be-7aefa060c7.classified-2",
+        "__consumer_offsets-0",
+    }
+    assert broker.skipped_partitions("g-ba-7aefa060c7-txn") == set()

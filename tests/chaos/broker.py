@@ -108,3 +108,11 @@ class PrivateBroker:
             if "Couldn't find leader endpoint" in line
             and f"transaction markers for {transactional_id}," in line
         ]
+
+    def skipped_partitions(self, transactional_id: str) -> set[str]:
+        """The partitions (``topic-N``) named in ``skipped_markers``' lines."""
+        named: set[str] = set()
+        for line in self.skipped_markers(transactional_id):
+            inside = line.split("partitions Set(", 1)[-1].split(")", 1)[0]
+            named.update(part.strip() for part in inside.split(",") if part.strip())
+        return named

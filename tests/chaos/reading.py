@@ -26,6 +26,7 @@ class Outputs:
     reasons: dict[str, str] = field(default_factory=dict)  # dead-letter key -> error_type
     source_offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
     bad_values: list[str] = field(default_factory=list)
+    places: dict[str, list[str]] = field(default_factory=dict)  # key -> "topic-partition" each
 
     def keys(self) -> Counter[str]:
         total: Counter[str] = Counter()
@@ -109,6 +110,8 @@ class OutputReader:
                 self.at_end.discard((msg.topic(), msg.partition()))
                 self.next_offset[(msg.topic(), msg.partition())] = msg.offset() + 1
                 self._take(route_of[msg.topic()], msg.key(), msg.value())
+                name = (msg.key() or b"").decode("utf-8", "replace")
+                self.out.places.setdefault(name, []).append(f"{msg.topic()}-{msg.partition()}")
             if batch:
                 continue
             if targets:
