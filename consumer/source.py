@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from consumer.kafka import KafkaFatal, Record
+from consumer.kafka import KafkaFatal, Record, is_fatal
 from consumer.logs import get_logger
 
 log = get_logger(__name__)
@@ -147,7 +147,7 @@ class RecordSource:
         records = self.consumer.consume(max(1, max_records), timeout)
         errors, self.consumer.errors[:] = list(self.consumer.errors), []
         for err in errors:
-            if err.fatal():  # the client cannot go on: exit 5, restart from the commits
+            if is_fatal(err):  # the client cannot go on: exit 5, restart from the commits
                 raise KafkaFatal(f"consumer: {err}")
             log.warning("consumer_error", error=str(err))
         # Records of partitions revoked during this poll are re-read by their new owner.

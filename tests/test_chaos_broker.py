@@ -158,12 +158,7 @@ def test_broker_sigterm_and_sigkill_mid_stream(
             TICKETSORT_CONSUMER__FETCH_STALL_S=str(FETCH_STALL_S),
             TICKETSORT_BATCHING__MAX_BATCH="8",
             TICKETSORT_ROUTING__THRESHOLD="0.3",
-            # A stable instance id: a restarted process (exit 5 below) takes its partitions
-            # back at once; else it waits for its predecessor's session (45 s by default),
-            # whose LeaveGroup was lost while the broker was down.
-            TICKETSORT_KAFKA__EXTRA=kafka_extra(
-                **{"group.instance.id": f"{settings.kafka.group_id}-0", "session.timeout.ms": 10000}
-            ),
+            TICKETSORT_KAFKA__EXTRA=kafka_extra(**_membership(processing, settings)),
         )
         items = [good_ticket(f"{processing[:1]}{unique}", i) for i in range(n)]
         stream = StreamProducer(kafka, settings.topics.raw, items, duration_s=15.0 * len(outages))
@@ -263,6 +258,17 @@ def test_broker_sigterm_and_sigkill_mid_stream(
 
 
 FETCH_STALL_S = 10.0
+
+
+def _membership(processing: str, settings: Settings) -> dict[str, str | int]:
+    """Exactly-once: a stable instance id, so that a restarted process (exit 5) takes its
+    partitions back at once; else it waits for its predecessor's session, whose LeaveGroup was
+    lost while the broker was down. At-least-once keeps the default dynamic membership, as it
+    must recover in place: a static member whose session times out during an outage is fenced
+    by its own rejoin (librdkafka #3437), a fatal error that exits 5."""
+    if processing != "exactly-once":
+        return {"session.timeout.ms": 10000}
+    return {"group.instance.id": f"{settings.kafka.group_id}-0", "session.timeout.ms": 10000}
 
 
 def _back_at_work(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
 from confluent_kafka.admin import NewTopic
 
 from consumer.events import RawTicket
-from consumer.kafka import Consumer, DeliveryFailed, Producer, ensure_topics
+from consumer.kafka import Consumer, DeliveryFailed, KafkaFatal, Producer, ensure_topics
 from consumer.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -66,3 +67,32 @@ def test_connect_looks_the_topics_up_and_names_the_missing_ones(
     # The topic connect found is the one created: both its partitions are there.
     known = producer.client.list_topics(topic, timeout=0.5).topics[topic]
     assert sorted(known.partitions) == [0, 1]
+
+
+def test_a_static_member_fenced_by_its_successor_raises_instead_of_polling_on(
+    kafka_settings: KafkaSettings,
+) -> None:
+    """librdkafka hands a consumer its fatal error as a message with code ``_FATAL`` whose
+    ``fatal()`` is False; read as a transient error, a fenced static member polled on for good
+    without a record (librdkafka #3437; seen in the chaos test after a broker restart)."""
+    topic = f"fenced-{uuid.uuid4().hex}"
+    ensure_topics(kafka_settings, [NewTopic(topic, num_partitions=1)])
+    group = f"g-{uuid.uuid4().hex}"
+    static = {"group.instance.id": f"{group}-0", "session.timeout.ms": 6000}
+    first = Consumer(kafka_settings, group, extra=static)
+    first.subscribe([topic])
+    deadline = time.monotonic() + 30
+    while not first.client.assignment() and time.monotonic() < deadline:
+        first.consume(10, 0.2)
+    assert first.client.assignment(), "the first member was never assigned"
+    second = Consumer(kafka_settings, group, extra=static)  # same instance id: fences the first
+    second.subscribe([topic])
+    try:
+        with pytest.raises(KafkaFatal, match="fenced"):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                second.consume(10, 0.1)
+                first.consume(10, 0.1)
+        assert not first.errors, "the fatal error was kept as a transient one"
+    finally:
+        second.close()

@@ -57,7 +57,8 @@ def test_a_fatal_consumer_error_ends_the_service_with_exit_5(
     thread, codes = _run(service)
     wait_until(lambda: "on_assign" in consumer.callbacks)
     consumer.assign_now((settings.topics.raw, 0))
-    consumer.pending_errors.append(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
+    # As librdkafka hands it over: code _FATAL, fatal() False (tests/test_kafka_roundtrip.py).
+    consumer.pending_errors.append(KafkaError(KafkaError._FATAL, "fenced"))
     thread.join(30)
     assert codes == [ExitCode.KAFKA_FATAL]
     assert consumer.closed

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from consumer.errors import TicketsortError
 from consumer.events import LabeledTicket
-from consumer.kafka import Consumer
+from consumer.kafka import Consumer, is_fatal
 from consumer.logs import get_logger
 from consumer.settings import Settings
 from training.errors import BadInput
@@ -129,7 +129,7 @@ def snapshot_archive(settings: Settings, *, timeout_s: float | None = None) -> R
                     state.position = int(tp.offset)
                     last_progress = time.monotonic()
             if consumer.errors:
-                fatal = [e for e in consumer.errors if e.fatal()]
+                fatal = [e for e in consumer.errors if is_fatal(e)]
                 if fatal:
                     raise SnapshotError(f"reading {topic} failed: {fatal[0]}")
                 consumer.errors.clear()

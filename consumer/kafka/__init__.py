@@ -2,7 +2,7 @@
 
 from consumer.kafka.admin import ensure_topics, wait_for_broker
 from consumer.kafka.consumer import Consumer, Record
-from consumer.kafka.errors import BrokerUnavailable, DeliveryFailed, KafkaFatal
+from consumer.kafka.errors import BrokerUnavailable, DeliveryFailed, KafkaFatal, is_fatal
 from consumer.kafka.producer import Producer
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "Producer",
     "Record",
     "ensure_topics",
+    "is_fatal",
     "wait_for_broker",
 ]

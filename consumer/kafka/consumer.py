@@ -12,7 +12,7 @@ import confluent_kafka
 from confluent_kafka import TopicPartition
 
 from consumer.kafka.config import consumer_config
-from consumer.kafka.errors import KafkaFatal
+from consumer.kafka.errors import KafkaFatal, is_fatal
 from consumer.settings import KafkaSettings
 
 PartitionsCallback = Callable[[list[confluent_kafka.TopicPartition]], None]
@@ -127,7 +127,7 @@ class Consumer:
         for msg in self.client.consume(max_records, timeout):
             err = msg.error()
             if err is not None:
-                if err.fatal():
+                if is_fatal(err):
                     raise KafkaFatal(f"consumer: {err}")
                 if err.code() != confluent_kafka.KafkaError._PARTITION_EOF:
                     self.errors.append(err)
@@ -206,6 +206,6 @@ class Consumer:
                 client.close()
             except confluent_kafka.KafkaException as exc:
                 error = exc.args[0] if exc.args else None
-                if isinstance(error, confluent_kafka.KafkaError) and error.fatal():
+                if is_fatal(error):
                     raise KafkaFatal(f"consumer close: {error}") from exc
                 raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import confluent_kafka
+
 from consumer.errors import ExitCode, TicketsortError
 
 
@@ -28,3 +30,17 @@ class KafkaFatal(KafkaWrapperError):
     """A fatal client error: the client must be recreated (the process exits and restarts)."""
 
     exit_code = ExitCode.KAFKA_FATAL
+
+
+def is_fatal(error: object) -> bool:
+    """True for a client error the client cannot recover from (recreate it: exit 5).
+
+    librdkafka hands a consumer its fatal error as an event with code ``_FATAL``, and the
+    ``KafkaError`` confluent-kafka builds from that message keeps the code but not the flag:
+    ``fatal()`` is False. Seen after a broker restart, when a static member was fenced by its
+    own rejoin ("Static consumer fenced by other consumer with same group.instance.id") and,
+    read as a transient error, polled on for good without a record.
+    """
+    if not isinstance(error, confluent_kafka.KafkaError):
+        return False
+    return bool(error.fatal()) or error.code() == confluent_kafka.KafkaError._FATAL

@@ -14,7 +14,7 @@ from typing import Any
 import confluent_kafka
 
 from consumer.kafka.config import producer_config
-from consumer.kafka.errors import DeliveryFailed, KafkaFatal
+from consumer.kafka.errors import DeliveryFailed, KafkaFatal, is_fatal
 from consumer.settings import KafkaSettings
 
 Headers = Sequence[tuple[str, str | bytes]]
@@ -72,7 +72,7 @@ class Producer:
         return missing
 
     def _on_error(self, err: confluent_kafka.KafkaError) -> None:
-        if err.fatal():
+        if is_fatal(err):
             self._fatal = err
 
     def _record(self, err: confluent_kafka.KafkaError | None, msg: confluent_kafka.Message) -> None:

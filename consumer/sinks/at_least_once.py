@@ -21,7 +21,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from consumer.dead_letter import dead_letter_output, minimal_dead_letter
 from consumer.errors import ExitCode, TicketsortError
-from consumer.kafka import KafkaFatal
+from consumer.kafka import KafkaFatal, is_fatal
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
 from consumer.offsets import OffsetTracker
@@ -151,7 +151,7 @@ class AtLeastOnceSink:
             # Refused before it was queued ("Unknown topic", a record over message.max.bytes):
             # a failed delivery like any other.
             error = kafka_error(exc)
-            if error.fatal():
+            if is_fatal(error):
                 raise KafkaFatal(f"produce: {error}") from exc
             callback(error, None)
 
@@ -283,7 +283,7 @@ class AtLeastOnceSink:
         try:
             self.committer.commit([TopicPartition(t, p, o) for (t, p), o in offsets.items()])
         except KafkaException as exc:
-            if kafka_error(exc).fatal():
+            if is_fatal(kafka_error(exc)):
                 raise KafkaFatal(f"commit: {exc}") from exc
             log.warning("commit_failed", error=str(exc))
             return

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import confluent_kafka
 from confluent_kafka import KafkaException, TopicPartition
 
-from consumer.kafka import KafkaFatal
+from consumer.kafka import KafkaFatal, is_fatal
 from consumer.logs import get_logger
 from consumer.metrics import Metrics
 from consumer.outputs import BatchResult, Output
@@ -202,7 +202,7 @@ class TransactionalSink:
             )
         except KafkaException as exc:  # refused before queueing, e.g. unknown topic
             error = exc.args[0] if exc.args else None
-            if isinstance(error, confluent_kafka.KafkaError) and error.fatal():
+            if is_fatal(error):
                 raise KafkaFatal(f"produce: {error}") from exc
             self.metrics.delivery_failures.labels(topic=output.topic).inc()
             log.error("delivery_failed", topic=output.topic, error=str(exc))
@@ -226,7 +226,7 @@ class TransactionalSink:
                 error = exc.args[0] if exc.args else None
                 if not isinstance(error, confluent_kafka.KafkaError):
                     raise KafkaFatal(f"{name}: {exc}") from exc
-                if error.fatal():
+                if is_fatal(error):
                     raise KafkaFatal(f"{name}: {error}") from exc
                 if error.txn_requires_abort():
                     raise TransactionAborted(f"{name}: {error}") from exc
