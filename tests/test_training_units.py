@@ -151,3 +151,21 @@ def test_temperature_scaling_recovers_the_true_temperature() -> None:
     fixed = rescale(overconfident, temperature)
     assert np.array_equal(fixed.argmax(axis=1), overconfident.argmax(axis=1))
     np.testing.assert_allclose(fixed, true_probs, atol=0.05)
+
+
+def test_the_contrastive_term_rewards_compact_separated_labels_and_pulls_pairs_together() -> None:
+    import torch
+
+    from training.contrastive import margin_contrastive
+
+    labels = torch.tensor([0, 0, 1, 1])
+    compact = torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]])
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1], [0.1, 0.99]])
+    assert margin_contrastive(compact, labels) < margin_contrastive(mixed, labels)
+    assert float(margin_contrastive(compact, torch.tensor([0, 1, 2, 3]))) == 0.0  # no pair
+    x = mixed.clone().requires_grad_(True)
+    margin_contrastive(x, labels).backward()
+    assert x.grad is not None
+    step = x.detach() - 0.1 * x.grad
+    before = torch.dist(mixed[0], mixed[1])
+    assert torch.dist(step[0], step[1]) < before  # a same-label pair moves closer

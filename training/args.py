@@ -98,6 +98,14 @@ class TrainingArgs(BaseModel):
             " embedding distances novelty relies on."
         ),
     )
+    contrastive_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Weight of a margin-based contrastive term on the pooled embeddings next to"
+            " cross-entropy (training.contrastive): compact classes for the novelty score."
+        ),
+    )
     grad_clip: float | None = Field(default=1.0, gt=0)
     imbalance: Literal["class_weight", "balanced_sampler", "none"] = Field(
         default="class_weight",

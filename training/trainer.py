@@ -45,6 +45,7 @@ from consumer.predictor import Predictor, pad, tokenize
 from consumer.settings import ModelSettings
 from training.args import TrainingArgs
 from training.batching import epoch_order, make_batches, steps_per_epoch
+from training.contrastive import margin_contrastive
 from training.records import Example
 from training.threads import ThreadTuner, thread_candidates
 
@@ -470,8 +471,10 @@ def fit(
                 ids, mask = pad([train_ids[i] for i in batch], pid)
                 target = torch.from_numpy(y_train[batch]).to(device)
                 with autocast():
-                    logits = network(ids.to(device), mask.to(device))
+                    logits, pooled = network.logits_and_embedding(ids.to(device), mask.to(device))
                 loss = loss_fn(logits.float(), target)
+                if args.contrastive_weight:
+                    loss = loss + args.contrastive_weight * margin_contrastive(pooled, target)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if args.grad_clip:
